@@ -1,0 +1,5 @@
+"""``python -m cm_console``: the same as the ``cm-console`` command."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,382 @@
+"""Command line: argument parsing and printing only; every command calls the core.
+
+Exit codes (all commands):
+  0  success
+  1  done, but something failed (a source errored, an item was not found, config invalid)
+  2  usage error, or no usable config
+  3  the store cannot be opened (locked, damaged: see --recover)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import __version__
+from .config import Config, ConfigError, find_config, load_config, resolve_user
+from .models import STATES, Item
+from .sanitize import one_line, safe_text
+from .store import Store, StoreError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.code = code
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cm-console",
+        description="A keyboard-driven console for community managers. Without a command it "
+                    "opens the inbox; `cm-console demo` opens it on bundled sample data.",
+        epilog="Exit codes: 0 ok; 1 partly failed (a source errored, item not found, invalid "
+               "config); 2 usage error or no config; 3 store locked or damaged.",
+    )
+    p.add_argument("--version", action="version", version=f"cm-console {__version__}")
+    p.add_argument("--config", metavar="PATH",
+                   help="config file (default: $CM_CONSOLE_CONFIG, ./cm-console.yaml, "
+                        "$XDG_CONFIG_HOME/cm-console/cm-console.yaml)")
+    p.add_argument("--as", dest="actor", metavar="ID",
+                   help="who you are (default: $CM_CONSOLE_USER, then your OS user name)")
+    p.add_argument("--recover", action="store_true",
+                   help="if the store is damaged, restore its last good copy")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    poll = sub.add_parser("poll", help="poll sources (continuously, or --once)")
+    poll.add_argument("--once", action="store_true", help="poll every source once and exit")
+    poll.add_argument("--due", action="store_true",
+                      help="only sources whose interval has passed (for cron)")
+    poll.add_argument("--source", action="append", metavar="ID", help="only this source")
+    poll.add_argument("--json", action="store_true", help="one JSON object per source")
+
+    items = sub.add_parser("items", help="list items, newest first")
+    items.add_argument("--state", choices=STATES, action="append")
+    items.add_argument("--source", metavar="ID")
+    items.add_argument("--tag")
+    items.add_argument("--search", metavar="TEXT", help="words in title, author or summary")
+    items.add_argument("--limit", type=int, default=50, metavar="N",
+                       help="at most N items (0: all; default 50)")
+    items.add_argument("--json", action="store_true")
+
+    show = sub.add_parser("show", help="one item with its body and history")
+    show.add_argument("id", help="item id (a unique prefix is enough)")
+    show.add_argument("--json", action="store_true")
+
+    sources = sub.add_parser("sources", help="each source's last poll, status and error")
+    sources.add_argument("--json", action="store_true")
+
+    sub.add_parser("check-config", help="validate the config; exit 1 listing every error")
+
+    opml = sub.add_parser("opml", help="import/export RSS sources as OPML")
+    opml_sub = opml.add_subparsers(dest="opml_command", metavar="import|export", required=True)
+    imp = opml_sub.add_parser("import", help="add the OPML file's feeds to the config")
+    imp.add_argument("file")
+    exp = opml_sub.add_parser("export", help="write the config's RSS sources as OPML")
+    exp.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+
+    demo = sub.add_parser("demo", help="open the console on bundled sample data (offline)")
+    demo.add_argument("--headless", action="store_true",
+                      help="poll the demo sources and print the inbox instead of the TUI")
+
+    state = sub.add_parser("mark", help="set an item's state (done, open, ...)")
+    state.add_argument("id")
+    state.add_argument("state", choices=STATES)
+
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except CliError as exc:
+        print(f"cm-console: {exc}", file=sys.stderr)
+        return exc.code
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as exc:
+        print(f"cm-console: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(headless=args.headless, actor=resolve_user(args.actor))
+    if args.command == "check-config":
+        return cmd_check_config(args)
+    config = _config(args)
+    if args.command == "opml":
+        from . import opml
+
+        if args.opml_command == "import":
+            added = opml.import_into_config(config, Path(args.file))
+            print(f"added {len(added)} source(s): {', '.join(added) or '-'}")
+            return EXIT_OK
+        text = opml.export_opml(config)
+        if args.output:
+            Path(args.output).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+        return EXIT_OK
+    store = open_store(config, recover=args.recover)
+    actor = resolve_user(args.actor)
+    if args.command is None:
+        from .app import run_app
+
+        return run_app(config, store, actor=actor)
+    handler = {"poll": cmd_poll, "items": cmd_items, "show": cmd_show, "sources": cmd_sources,
+               "mark": cmd_mark}[args.command]
+    return handler(args, config, store, actor)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    path = find_config(args.config)
+    if path is None:
+        raise CliError("no config found (looked for --config, $CM_CONSOLE_CONFIG, "
+                       "./cm-console.yaml and $XDG_CONFIG_HOME/cm-console/cm-console.yaml).\n"
+                       "Copy config.example.yaml to cm-console.yaml, or try `cm-console demo`.")
+    config = load_config(path)
+    for warning in config.warnings:
+        print(warning, file=sys.stderr)
+    return config
+
+
+def open_store(config: Config, *, recover: bool = False) -> Store:
+    store = Store(config.store, recover=recover)
+    if store.recovered_from:
+        print(f"cm-console: restored {config.store} from its last good copy; the damaged file "
+              f"was kept as {store.recovered_from}", file=sys.stderr)
+    return store
+
+
+def _json_line(obj: Any) -> None:
+    sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = find_config(args.config)
+    if path is None:
+        raise CliError("no config found; nothing to check", EXIT_USAGE)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        errors = sum(1 for i in exc.issues if i.severity == "error")
+        print(f"{path}: {errors} error(s)", file=sys.stderr)
+        return EXIT_FAILED
+    for warning in config.warnings:
+        print(warning, file=sys.stderr)
+    print(f"{path}: ok ({len(config.sources)} sources, {len(config.team)} team members, "
+          f"{len(config.templates)} templates, {len(config.escalation_targets)} escalation "
+          f"targets{f', {len(config.warnings)} warning(s)' if config.warnings else ''})")
+    return EXIT_OK
+
+
+def cmd_poll(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
+    from .poller import CycleReport, Poller, SourceResult
+
+    if args.source:
+        unknown = [s for s in args.source if config.source(s) is None]
+        if unknown:
+            raise CliError(f"unknown source(s): {', '.join(unknown)}")
+    tty = sys.stdout.isatty() and not args.json
+
+    def line(result: SourceResult) -> str:
+        if result.status == "error":
+            return f"{result.source}: error: {result.error}"
+        if result.status in ("waiting", "unsupported"):
+            return f"{result.source}: {result.status}: {result.error}"
+        if result.status in ("304", "unchanged"):
+            return f"{result.source}: not modified"
+        return f"{result.source}: {result.new} new ({result.entries} in feed)"
+
+    def emit(report: CycleReport) -> None:
+        for result in sorted(report.results, key=lambda r: r.source):
+            if args.json:
+                _json_line({"source": result.source, "status": result.status,
+                            "new": result.new, "entries": result.entries,
+                            "error": result.error, "seconds": round(result.seconds, 3)})
+            elif not tty:
+                print(line(result))
+        if not args.json:
+            errs = len(report.errors)
+            print(f"polled {len(report.results)} source(s) in "
+                  f"{report.finished - report.started:.1f}s: {len(report.new_ids)} new item(s), "
+                  f"{errs} error(s)")
+
+    async def once() -> CycleReport:
+        with Poller(config, store) as poller:
+            if not tty:
+                return await poller.poll(only_due=args.due, source_ids=args.source)
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            console = _console()
+            new_total = 0
+            with Progress(TextColumn("polling"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[new]} new"), console=console,
+                          transient=True) as progress:
+                task = progress.add_task("poll", total=None, new=0)
+
+                def on_progress(done: int, total: int, result: SourceResult,
+                                added: list[str]) -> None:
+                    nonlocal new_total
+                    new_total += len(added)
+                    progress.update(task, completed=done, total=total, new=new_total)
+                    from rich.text import Text
+
+                    console.print(Text(line(result),
+                                       style="red" if result.status == "error" else ""))
+
+                return await poller.poll(only_due=args.due, source_ids=args.source,
+                                         on_progress=on_progress)
+
+    if args.once or args.due:
+        report = asyncio.run(once())
+        emit(report)
+        return EXIT_FAILED if report.errors else EXIT_OK
+
+    async def forever() -> None:
+        stop = asyncio.Event()
+        with Poller(config, store) as poller:
+            await poller.run_forever(stop, on_cycle=lambda r: r.results and emit(r))
+
+    print("polling on each source's interval; ctrl+c stops", file=sys.stderr)
+    asyncio.run(forever())
+    return EXIT_OK
+
+
+def item_json(item: Item) -> dict[str, Any]:
+    return {"id": item.id, "source": item.source, "type": item.source_type,
+            "author": item.author, "title": item.title, "url": item.url,
+            "published": item.published, "state": item.state, "tags": item.tags,
+            "assignee": item.assignee, "priority": item.priority}
+
+
+def cmd_items(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
+    ids = store.item_ids(states=args.state, source=args.source, tag=args.tag, text=args.search)
+    if args.limit:
+        ids = ids[: args.limit]
+    items = store.items(ids)
+    if args.json:
+        for item in items:
+            _json_line(item_json(item))
+        return EXIT_OK
+    if sys.stdout.isatty():
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for col in ("id", "published", "source", "state", "author", "title"):
+            table.add_column(col, overflow="ellipsis", no_wrap=True,
+                             ratio=3 if col == "title" else None)
+        for item in items:
+            table.add_row(*(Text(v) for v in (item.id, _when(item.published), item.source,
+                                               item.state, one_line(item.author, 24),
+                                               one_line(item.title, 200))))
+        _console().print(table)
+    else:
+        for item in items:
+            print("\t".join((item.id, _when(item.published), item.source, item.state,
+                             one_line(item.author, 60), one_line(item.title, 300))))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
+    try:
+        item = store.find_item(args.id)
+    except KeyError as exc:
+        print(f"cm-console: {exc.args[0]}", file=sys.stderr)
+        return EXIT_FAILED
+    text, _html = store.body(item.id)
+    events = store.events(item=item.id)
+    if args.json:
+        _json_line({**item_json(item), "text": text,
+                    "events": [{"ts": e.ts, "actor": e.actor, "action": e.action,
+                                "data": e.data} for e in events]})
+        return EXIT_OK
+    out = [
+        one_line(item.title, 500),
+        f"{item.source} · {one_line(item.author, 100) or 'unknown author'} · "
+        f"{_when(item.published)} · {item.state}",
+        item.url or "(no link)",
+        "",
+        safe_text(text, 20_000) or "(no text)",
+        "",
+        "History:" if events else "History: none",
+    ]
+    out += [f"  {_when(e.ts)}  {e.actor}  {e.action}" for e in events]
+    print("\n".join(out))
+    return EXIT_OK
+
+
+def cmd_sources(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
+    states = store.source_states()
+    counts = store.counts()["source"]
+    for src in config.sources:
+        st = states.get(src.id)
+        row = {
+            "id": src.id, "type": src.type, "enabled": src.enabled,
+            "status": st.last_status if st else "never polled",
+            "last_poll": st.last_poll if st else None,
+            "last_success": st.last_success if st else None,
+            "error": st.last_error if st else "", "items": counts.get(src.id, 0),
+            "next_due": st.next_due if st else None,
+        }
+        if args.json:
+            _json_line(row)
+        else:
+            status = row["status"] + (f": {row['error']}" if row["error"] else "")
+            print(f"{src.id:<20} {src.type:<10} {row['items']:>6} items  last poll "
+                  f"{_when(row['last_poll']):<16}  {status}")
+    return EXIT_OK
+
+
+def cmd_mark(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
+    from .actions import set_state
+
+    try:
+        item = store.find_item(args.id)
+        set_state(store, item.id, args.state, actor)
+    except KeyError as exc:
+        print(f"cm-console: {exc.args[0]}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{item.id}: {args.state}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())

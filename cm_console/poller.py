@@ -1,0 +1,286 @@
+"""Poll sources into the store: scheduling, conditional GET, backoff, batched writes. No UI.
+
+One cycle fetches every chosen source concurrently (one shared HTTP client), parses bodies
+in worker processes (feed parsing is CPU-bound Python; in threads it would fight the TUI for
+the GIL), and commits new items in batches: one journal append per flush, never one store
+write per item. A failing source records its error and backs off; the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import multiprocessing
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .config import Config, SourceConfig
+from .fetch import FetchError, fetch, make_client
+from .models import Item, SourceState
+from .sanitize import one_line
+from .sources import POLLABLE, FeedError, feed_url, parse_job
+from .store import NewItem, Store
+
+__all__ = ["CycleReport", "Poller", "SourceResult"]
+
+FLUSH_EVERY = 1.0  # seconds between batch commits while a cycle runs
+
+
+@dataclass(slots=True)
+class SourceResult:
+    """What happened to one source in one cycle."""
+
+    source: str
+    status: str  # "ok", "304", "unchanged", "error", "waiting", "unsupported"
+    new: int = 0
+    entries: int = 0
+    error: str = ""
+    seconds: float = 0.0
+    parser: str = ""
+
+
+@dataclass(slots=True)
+class CycleReport:
+    results: list[SourceResult] = field(default_factory=list)
+    new_ids: list[str] = field(default_factory=list)
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def errors(self) -> list[SourceResult]:
+        return [r for r in self.results if r.status == "error"]
+
+
+ProgressFn = Callable[[int, int, SourceResult, list[str]], None]
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # Never plain fork: the TUI polls from a thread, and forking a threaded process can
+    # deadlock the child. forkserver is cheap after the first start; spawn elsewhere.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+class Poller:
+    """Polls the configured sources into ``store``. Reusable across cycles; call close()."""
+
+    def __init__(self, config: Config, store: Store, *, clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None):
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Poller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ scheduling
+
+    def due(self, now: float | None = None) -> list[SourceConfig]:
+        """Enabled sources whose interval (or backoff) has passed."""
+        now = self.clock() if now is None else now
+        states = self.store.source_states()
+        out = []
+        for src in self.config.sources:
+            state = states.get(src.id)
+            if src.enabled and (state is None or max(state.next_due,
+                                                     state.retry_after_until) <= now):
+                out.append(src)
+        return out
+
+    def next_wake(self) -> float:
+        """When the next source becomes due (for the continuous poll loop)."""
+        states = self.store.source_states()
+        times = [max(states[s.id].next_due, states[s.id].retry_after_until)
+                 if s.id in states else 0.0 for s in self.config.sources if s.enabled]
+        return min(times, default=self.clock() + self.config.poll.interval)
+
+    def _backoff(self, src: SourceConfig, errors: int) -> float:
+        delay = min(src.interval * (2 ** max(errors - 1, 0)), self.config.poll.max_backoff)
+        return max(src.interval, delay) * self.rng.uniform(0.8, 1.2)
+
+    # ------------------------------------------------------------------ the cycle
+
+    async def poll(self, *, only_due: bool = False, source_ids: list[str] | None = None,
+                   on_progress: ProgressFn | None = None) -> CycleReport:
+        """Poll once. ``only_due`` limits to sources whose interval passed (cron's ``--due``).
+
+        A server's Retry-After is honoured even here: such a source is reported "waiting".
+        """
+        report = CycleReport(started=self.clock())
+        self.store.refresh()
+        now = self.clock()
+        chosen = self.due(now) if only_due else [s for s in self.config.sources if s.enabled]
+        if source_ids is not None:
+            chosen = [s for s in chosen if s.id in source_ids]
+        states = {s.id: self.store.source_state(s.id) for s in chosen}
+
+        pending_items: list[NewItem] = []
+        pending_states: list[SourceState] = []
+        last_flush = time.monotonic()
+        done = 0
+        total = len(chosen)
+
+        def flush() -> list[str]:
+            nonlocal pending_items, pending_states, last_flush
+            if not pending_items and not pending_states:
+                return []
+            added = self.store.add_items(pending_items, pending_states)
+            pending_items, pending_states = [], []
+            last_flush = time.monotonic()
+            return added
+
+        poll_cfg = self.config.poll
+        sem = asyncio.Semaphore(poll_cfg.concurrency)
+        async with make_client(concurrency=poll_cfg.concurrency,
+                               max_redirects=poll_cfg.max_redirects,
+                               timeout=poll_cfg.timeout) as client:
+
+            async def one(src: SourceConfig) -> tuple[SourceResult, SourceState, list[NewItem]]:
+                async with sem:
+                    return await self._poll_source(client, src, states[src.id])
+
+            tasks = [asyncio.ensure_future(one(s)) for s in chosen]
+            try:
+                for fut in asyncio.as_completed(tasks):
+                    result, state, items = await fut
+                    report.results.append(result)
+                    pending_items.extend(items)
+                    pending_states.append(state)
+                    done += 1
+                    added: list[str] = []
+                    if time.monotonic() - last_flush >= FLUSH_EVERY or done == total:
+                        added = flush()
+                        report.new_ids.extend(added)
+                    if on_progress is not None:
+                        on_progress(done, total, result, added)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                report.new_ids.extend(flush())
+        # Per-source "new" counts reflect what was really added (another console may have
+        # stored some first).
+        added_set = set(report.new_ids)
+        for result in report.results:
+            if result.new:
+                result.new = sum(1 for i in added_set if i.startswith(result.source + ":"))
+        report.finished = self.clock()
+        return report
+
+    async def _poll_source(self, client: object, src: SourceConfig, state: SourceState
+                           ) -> tuple[SourceResult, SourceState, list[NewItem]]:
+        started = time.monotonic()
+        now = self.clock()
+        result = SourceResult(source=src.id, status="ok")
+        items: list[NewItem] = []
+        if state.retry_after_until > now:
+            result.status = "waiting"
+            until = time.strftime("%H:%M:%S", time.localtime(state.retry_after_until))
+            result.error = f"server asked to wait until {until}"
+            return result, state, items
+        state.last_poll = now
+        if src.type not in POLLABLE:
+            result.status = "unsupported"
+            result.error = f"source type {src.type} is not supported by this version yet"
+            state.last_status, state.last_error = "error", result.error
+            state.next_due = now + src.interval
+            return result, state, items
+        poll_cfg = self.config.poll
+        try:
+            url = feed_url(src.type, src.url, src.options)
+            fetched = await fetch(
+                client, url, etag=state.etag, last_modified=state.last_modified,  # type: ignore[arg-type]
+                timeout=poll_cfg.timeout, max_bytes=poll_cfg.max_bytes,
+                max_retry_after=poll_cfg.max_retry_after,
+                headers={str(k): str(v) for k, v in src.options.get("headers", {}).items()}
+                if isinstance(src.options.get("headers"), dict) else None,
+            )
+            if fetched.status == 304:
+                result.status = "304"
+            else:
+                digest = hashlib.sha256(fetched.body).hexdigest()[:32]
+                if digest == state.content_hash:
+                    result.status = "unchanged"  # a server without conditional GET
+                else:
+                    rows, result.parser = await self._parse(src, fetched.body, fetched.url, now)
+                    result.entries = len(rows)
+                    for doc, text, html in rows:
+                        if not self.store.has_item(doc["id"]):
+                            items.append(NewItem(Item(**doc), text, html))
+                    result.new = len(items)
+                    state.content_hash = digest
+                state.etag = fetched.etag
+                state.last_modified = fetched.last_modified
+            state.last_success = now
+            state.last_status = result.status
+            state.last_error = ""
+            state.error_count = 0
+            state.retry_after_until = 0.0
+            state.next_due = now + src.interval
+            state.last_new = result.new
+            state.items_total += result.new
+        except (FetchError, FeedError) as exc:
+            self._record_error(src, state, result, str(exc), now,
+                               getattr(exc, "retry_after", None))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or a parser crash must stay this source's problem
+            self._record_error(src, state, result,
+                               f"internal error: {type(exc).__name__}: {one_line(exc, 160)}",
+                               now, None)
+        result.seconds = time.monotonic() - started
+        return result, state, items
+
+    def _record_error(self, src: SourceConfig, state: SourceState, result: SourceResult,
+                      message: str, now: float, retry_after: float | None) -> None:
+        result.status = "error"
+        result.error = one_line(message, 300)
+        state.last_status = "error"
+        state.last_error = result.error
+        state.error_count += 1
+        state.next_due = now + self._backoff(src, state.error_count)
+        if retry_after:
+            state.retry_after_until = now + retry_after
+            state.next_due = max(state.next_due, state.retry_after_until)
+
+    async def _parse(self, src: SourceConfig, body: bytes, base_url: str, now: float
+                     ) -> tuple[list, str]:
+        loop = asyncio.get_running_loop()
+        workers = self.config.poll.parse_workers
+        if workers <= 0:
+            return await asyncio.to_thread(parse_job, src.id, src.type, body, base_url, now)
+        if self._pool is None:
+            self._pool = concurrent.futures.ProcessPoolExecutor(workers,
+                                                                mp_context=_pool_context())
+        try:
+            return await loop.run_in_executor(self._pool, parse_job, src.id, src.type, body,
+                                              base_url, now)
+        except concurrent.futures.process.BrokenProcessPool:
+            # A worker died (out of memory on a hostile feed?): fail this source, renew pool.
+            self._pool = None
+            raise FeedError("the feed parser process crashed on this feed") from None
+
+    async def run_forever(self, stop: asyncio.Event,
+                          on_cycle: Callable[[CycleReport], None] | None = None) -> None:
+        """Poll due sources, sleep until the next is due, repeat until ``stop`` is set."""
+        while not stop.is_set():
+            report = await self.poll(only_due=True)
+            if on_cycle is not None:
+                on_cycle(report)
+            delay = min(max(self.next_wake() - self.clock(), 1.0), 60.0)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except TimeoutError:
+                pass

@@ -1,0 +1,48 @@
+"""End to end: a real HTTP server, the real poller, the real store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from cm_console.feedserver import FeedServer
+from cm_console.poller import Poller
+from cm_console.store import Store
+
+from .feeds import atom, rss
+
+
+def test_poll_stores_new_items_then_304(feed_server: FeedServer, make_config) -> None:
+    now = time.time()
+    url = feed_server.add("/a.xml", rss([
+        {"guid": "1", "title": "First", "link": "http://example.com/1", "author": "Ann",
+         "date": now - 60, "html": "<p>Hello <b>there</b></p>"},
+        {"guid": "2", "title": "Second", "link": "/2", "date": now - 30},
+    ]))
+    config = make_config([{"id": "a", "type": "rss", "url": url}])
+    store = Store(config.store)
+    with Poller(config, store) as poller:
+        report = asyncio.run(poller.poll())
+        assert [r.status for r in report.results] == ["ok"]
+        assert len(report.new_ids) == 2
+        items = store.items(store.item_ids())
+        assert [i.title for i in items] == ["Second", "First"]
+        assert items[0].url == url.rsplit("/", 1)[0] + "/2"  # relative link resolved
+        assert store.body(items[1].id)[0] == "Hello there"
+        snapshot_mtime = config.store.stat().st_mtime_ns
+        report = asyncio.run(poller.poll())
+        assert [r.status for r in report.results] == ["304"]
+        assert report.new_ids == []
+        assert config.store.stat().st_mtime_ns == snapshot_mtime  # nothing rewritten
+
+
+def test_same_guid_in_two_feeds_are_two_items(feed_server: FeedServer, make_config) -> None:
+    a = feed_server.add("/a", rss([{"guid": "1", "title": "From A"}]))
+    b = feed_server.add("/b", atom([{"id": "1", "title": "From B"}]))
+    config = make_config([{"id": "a", "type": "rss", "url": a},
+                          {"id": "b", "type": "rss", "url": b}])
+    store = Store(config.store)
+    with Poller(config, store) as poller:
+        report = asyncio.run(poller.poll())
+    assert len(report.new_ids) == 2
+    assert sorted(i.title for i in store.items(store.item_ids())) == ["From A", "From B"]
