@@ -11,7 +11,7 @@ import time
 from .models import STATES, Event, Item
 from .store import Store
 
-__all__ = ["UNDOABLE", "assign", "mark_seen", "set_state", "snooze", "tag", "undo_last",
+__all__ = ["UNDOABLE", "add_note", "assign", "mark_seen", "set_state", "snooze", "tag", "undo_last",
            "wake_snoozed"]
 
 UNDOABLE = frozenset({"state", "snooze", "tag", "untag", "assign"})
@@ -89,3 +89,12 @@ def undo_last(store: Store, actor: str, item_id: str | None = None) -> tuple[Ite
                                                               "undone_action": event.action})
         return item, logged
     return None
+
+
+def add_note(store: Store, item_id: str, text: str, actor: str) -> Event:
+    """An internal note on an item: visible to the team in its history, never sent anywhere."""
+    from .sanitize import safe_text
+
+    if store.get_item(item_id) is None:
+        raise KeyError(f'no item "{item_id}"')
+    return store.log_event(actor, "note", item_id, {"text": safe_text(text, 4000)})

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator
@@ -201,6 +202,9 @@ class Store:
         self.journal_bak_path = self.path.with_name(self.path.name + ".journal.bak")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT)
+        # Threads of one process (the TUI reads while its poll worker writes) take this; the
+        # file lock above orders processes.
+        self._mutex = threading.RLock()
         self._data: dict[str, dict[str, Any]] = {t: {} for t in TABLES}
         self._db = _DB(self, storage=_ViewStorage)
         self._gen = 0
@@ -224,7 +228,7 @@ class Store:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         try:
-            with self._lock:
+            with self._mutex, self._lock:
                 yield
         except Timeout:
             raise StoreError(f"store {self.path} is locked by another process for more than "
@@ -383,7 +387,8 @@ class Store:
         if _sig(self.path) != self._snap_sig:
             with self._locked():
                 return self._full_reload()
-        return self._replay_journal(self.journal_path, from_start=False)
+        with self._mutex:
+            return self._replay_journal(self.journal_path, from_start=False)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -487,15 +492,22 @@ class Store:
 
     def ordered_ids(self) -> list[str]:
         """All item ids, newest first. Cached until items are added or removed."""
-        if self._order is None:
-            items = self._data["items"]
-            self._order = sorted(items, key=lambda k: (items[k]["published"], k), reverse=True)
-        return self._order
+        with self._mutex:
+            if self._order is None:
+                items = self._data["items"]
+                self._order = sorted(items, key=lambda k: (items[k]["published"], k),
+                                     reverse=True)
+            return self._order
 
     def item_ids(self, *, states: Iterable[str] | None = None, source: str | None = None,
                  tag: str | None = None, assignee: str | None = None,
                  text: str | None = None, unassigned: bool = False) -> list[str]:
         """Ids matching every given filter, newest first (no bodies are read)."""
+        with self._mutex:
+            return self._item_ids(states, source, tag, assignee, text, unassigned)
+
+    def _item_ids(self, states: Iterable[str] | None, source: str | None, tag: str | None,
+                  assignee: str | None, text: str | None, unassigned: bool) -> list[str]:
         items = self._data["items"]
         wanted = frozenset(states) if states is not None else None
         needle = text.casefold() if text else None
@@ -537,6 +549,10 @@ class Store:
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``{"state": {...}, "source": {...}, "tag": {...}, "assignee": {...}}`` counts."""
+        with self._mutex:
+            return self._count()
+
+    def _count(self) -> dict[str, dict[str, int]]:
         if self._counts is not None and self._counts[0] == self.version:
             return self._counts[1]
         out: dict[str, dict[str, int]] = {"state": {}, "source": {}, "tag": {}, "assignee": {},
@@ -649,7 +665,8 @@ class Store:
         return SourceState(**{k: doc[k] for k in _SOURCE_FIELDS if k in doc})
 
     def source_states(self) -> dict[str, SourceState]:
-        return {k: self.source_state(k) for k in self._data["sources"]}
+        with self._mutex:
+            return {k: self.source_state(k) for k in list(self._data["sources"])}
 
     def save_source_states(self, states: list[SourceState]) -> None:
         with self.transaction() as tx:
@@ -664,6 +681,10 @@ class Store:
 
     def events(self, item: str | None = None, limit: int | None = None) -> list[Event]:
         """Audit events, oldest first (``limit`` keeps the newest ones)."""
+        with self._mutex:
+            return self._events(item, limit)
+
+    def _events(self, item: str | None, limit: int | None) -> list[Event]:
         rows = self._data["events"]
         if item is None:
             keys = sorted(rows, key=int)
@@ -680,8 +701,10 @@ class Store:
 
     def outbox(self, statuses: Iterable[str] | None = None) -> list[OutboxEntry]:
         wanted = frozenset(statuses) if statuses is not None else None
+        with self._mutex:
+            rows = list(self._data["outbox"].values())
         out = [OutboxEntry(**{k: d[k] for k in _OUTBOX_FIELDS if k in d})
-               for d in self._data["outbox"].values()
+               for d in rows
                if wanted is None or d.get("status") in wanted]
         return sorted(out, key=lambda e: (e.created, e.id))
 
