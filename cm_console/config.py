@@ -536,11 +536,10 @@ def parse_config(text: str, file: str = CONFIG_NAME, base_dir: Path | None = Non
         if not tgt:
             continue
         tid = check.ident(tgt, "id", path)
-        webhook = check.string(tgt, "webhook", path)
-        if webhook:
-            webhook = check.http_url(webhook, f"{path}.webhook")
+        given = check.string(tgt, "webhook", path)
+        webhook = check.http_url(given, f"{path}.webhook") if given else ""
         emails = check.strings(tgt, "email", path)
-        if not webhook and not emails:
+        if not given and not emails:  # a refused webhook is reported once, above
             check.error(path, "needs a webhook URL or at least one e-mail address")
         targets.append(EscalationTarget(id=tid, name=check.string(tgt, "name", path, default=tid),
                                         webhook=webhook, email=emails))
