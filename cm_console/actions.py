@@ -11,8 +11,18 @@ import time
 from .models import STATES, Event, Item
 from .store import Store
 
-__all__ = ["UNDOABLE", "add_note", "assign", "mark_seen", "set_state", "snooze", "tag", "undo_last",
-           "wake_snoozed"]
+__all__ = [
+    "UNDOABLE",
+    "add_note",
+    "assign",
+    "mark_seen",
+    "parse_when",
+    "set_state",
+    "snooze",
+    "tag",
+    "undo_last",
+    "wake_snoozed",
+]
 
 UNDOABLE = frozenset({"state", "snooze", "tag", "untag", "assign"})
 
@@ -98,3 +108,34 @@ def add_note(store: Store, item_id: str, text: str, actor: str) -> Event:
     if store.get_item(item_id) is None:
         raise KeyError(f'no item "{item_id}"')
     return store.log_event(actor, "note", item_id, {"text": safe_text(text, 4000)})
+
+
+def parse_when(text: str, now: float | None = None) -> float:
+    """Seconds from now for a snooze: ``30m``/``2h``/``1d``, ``tomorrow`` (9:00), ``17:30``.
+
+    Raises ValueError with a message fit to show.
+    """
+    from .models import parse_duration
+
+    now = time.time() if now is None else now
+    value = text.strip().lower()
+    local = time.localtime(now)
+    if value in ("tomorrow", "tmr"):
+        target = time.mktime((local.tm_year, local.tm_mon, local.tm_mday + 1, 9, 0, 0, 0, 0, -1))
+        return target - now
+    if ":" in value:
+        try:
+            hours, minutes = (int(p) for p in value.split(":", 1))
+        except ValueError:
+            raise ValueError(f'"{text}" is not a time like 17:30') from None
+        if not (0 <= hours < 24 and 0 <= minutes < 60):
+            raise ValueError(f'"{text}" is not a time like 17:30')
+        target = time.mktime((local.tm_year, local.tm_mon, local.tm_mday, hours, minutes, 0, 0,
+                              0, -1))
+        if target <= now:
+            target += 86400
+        return target - now
+    seconds = parse_duration(value)
+    if not 0 < seconds <= 365 * 86400:
+        raise ValueError("snooze for between a second and a year")
+    return seconds

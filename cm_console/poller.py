@@ -64,6 +64,23 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
+def _start_helpers() -> None:
+    """Start multiprocessing's helper processes now, while stdio are real files.
+
+    The resource tracker and the forkserver hand ``sys.stderr.fileno()`` to their child when
+    they first start; inside the TUI, Textual has replaced ``sys.stderr`` and that fails
+    ("bad value(s) in fds_to_keep"). Started early, they are simply reused later.
+    """
+    from multiprocessing import forkserver, resource_tracker
+
+    try:
+        resource_tracker.ensure_running()
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            forkserver.ensure_running()
+    except (OSError, ValueError):
+        pass  # _parse falls back to a thread
+
+
 class Poller:
     """Polls the configured sources into ``store``. Reusable across cycles; call close()."""
 
@@ -74,6 +91,9 @@ class Poller:
         self.clock = clock
         self.rng = rng or random.Random()
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._pool_broken = False
+        if config.poll.parse_workers > 0:
+            _start_helpers()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -259,14 +279,20 @@ class Poller:
                      ) -> tuple[list, str]:
         loop = asyncio.get_running_loop()
         workers = self.config.poll.parse_workers
-        if workers <= 0:
+        if workers <= 0 or self._pool_broken:
             return await asyncio.to_thread(parse_job, src.id, src.type, body, base_url, now)
-        if self._pool is None:
-            self._pool = concurrent.futures.ProcessPoolExecutor(workers,
-                                                                mp_context=_pool_context())
         try:
-            return await loop.run_in_executor(self._pool, parse_job, src.id, src.type, body,
-                                              base_url, now)
+            if self._pool is None:
+                self._pool = concurrent.futures.ProcessPoolExecutor(
+                    workers, mp_context=_pool_context())
+            future = loop.run_in_executor(self._pool, parse_job, src.id, src.type, body,
+                                          base_url, now)
+        except (OSError, ValueError):
+            # No worker processes on this platform/environment: parse in a thread instead.
+            self._pool_broken = True
+            return await asyncio.to_thread(parse_job, src.id, src.type, body, base_url, now)
+        try:
+            return await future
         except concurrent.futures.process.BrokenProcessPool:
             # A worker died (out of memory on a hostile feed?): fail this source, renew pool.
             self._pool = None

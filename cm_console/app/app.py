@@ -1,0 +1,602 @@
+"""The Textual skin: the inbox screen, background polling, and the command palette.
+
+All decisions live in the core (views, actions, poller, store); this module wires keys to
+them and shows results. The UI thread never waits on the network: polls run in a thread
+worker (parsing in the poller's processes) and report back with messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Input, Label
+from textual.worker import Worker, WorkerState
+
+from .. import actions
+from ..config import Config
+from ..keymap import KEYS
+from ..models import Item
+from ..poller import CycleReport, Poller, SourceResult
+from ..sanitize import one_line
+from ..store import Store, StoreError
+from ..views import Filter, View, standard_views, view_count, view_ids
+from .screens import FilterScreen, HelpScreen, PickScreen, PromptScreen, ReaderScreen, SourcesScreen
+from .widgets import DetailPane, ItemList, StatusBar, ViewsList, render_item
+
+REFRESH_EVERY = 2.0  # seconds between checks for other consoles' changes and due sources
+
+
+@dataclass
+class PollProgressed(Message):
+    """One more source finished in the running poll."""
+
+    done: int
+    total: int
+    result: SourceResult
+    added: list[str]
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, PollProgressed) and not message.added and not self.added
+
+
+@dataclass
+class SourcesPolled(Message):
+    """A poll cycle finished."""
+
+    report: CycleReport
+
+
+class InboxScreen(Screen[None]):
+    """Views column, item list, detail pane, status bar."""
+
+    BINDINGS = [
+        Binding(spec.keys, spec.action, spec.description, show=spec.show, id=spec.id)
+        for spec in KEYS
+        if spec.action in {
+            "cursor_down", "cursor_up", "cursor_top", "cursor_bottom", "page_down", "page_up",
+            "open_item", "next_new", "prev_new", "search", "filter", "open_browser",
+            "copy_link", "assign", "tag", "snooze", "done", "undo", "note", "back",
+        }
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.view: View = View("inbox", "Inbox")
+        self.flt = Filter()
+        self._search_timer: Timer | None = None
+
+    @property
+    def cm(self) -> CMConsoleApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            yield ViewsList(id="views")
+            with Vertical(id="content"):
+                yield Input(placeholder="search title, author, text · enter: keep · esc: clear",
+                            id="search")
+                yield Label(id="list-title")
+                with Horizontal(id="panes"):
+                    yield ItemList(self.cm.store, id="items")
+                    yield DetailPane(id="detail")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#search", Input).display = False
+        views = self.cm.views
+        self.query_one(ViewsList).show_views(views, self.cm.counts())
+        self.query_one(ViewsList).highlighted = 0
+        self.reload(keep=None)
+        self.query_one(ItemList).focus()
+
+    # ------------------------------------------------------------------ data → screen
+
+    @property
+    def items(self) -> ItemList:
+        return self.query_one(ItemList)
+
+    def reload(self, keep: str | None = None) -> None:
+        """Recompute the list for the current view and filter, and the counts."""
+        items = self.items
+        keep = keep if keep is not None else items.current_id
+        ids = view_ids(self.cm.store, self.view, self.cm.actor, self.flt)
+        items.empty_text = ("No items match the search or filter (esc clears it)."
+                            if self.flt.active else f"Nothing in {self.view.label}.")
+        items.set_ids(ids, keep=keep)
+        self.query_one(ViewsList).update_counts(self.cm.views, self.cm.counts())
+        self._title(len(ids))
+        self.show_detail(items.current_id)
+
+    def _title(self, count: int) -> None:
+        parts = [f"{one_line(self.view.label, 40)} · {count} item{'s' if count != 1 else ''}"]
+        if self.flt.source:
+            parts.append(f"source {one_line(self.flt.source, 30)}")
+        if self.flt.state:
+            parts.append(f"state {self.flt.state}")
+        if self.flt.tag:
+            parts.append(f"#{one_line(self.flt.tag, 30)}")
+        if self.flt.text:
+            parts.append(f'"{one_line(self.flt.text, 40)}"')
+        self.query_one("#list-title", Label).update(Text("  ·  ".join(parts)))
+
+    def show_detail(self, item_id: str | None) -> None:
+        pane = self.query_one(DetailPane)
+        item = self.cm.store.get_item(item_id) if item_id else None
+        if item is None:
+            pane.show_item(None, "", [], [], {})
+            return
+        pane.show_item(item, *self.cm.item_context(item))
+
+    @on(ItemList.Highlighted)
+    def _highlighted(self, event: ItemList.Highlighted) -> None:
+        self.show_detail(event.item_id)
+
+    @on(ItemList.Selected)
+    def _selected(self, event: ItemList.Selected) -> None:
+        self.action_open_item()
+
+    @on(ViewsList.OptionHighlighted, "#views")
+    def _view_chosen(self, event: ViewsList.OptionHighlighted) -> None:
+        view = next((v for v in self.cm.views if v.id == event.option.id), None)
+        if view is not None and view != self.view:
+            self.view = view
+            self.items.cursor = 0
+            self.reload(keep=None)
+
+    @on(ViewsList.OptionSelected, "#views")
+    def _view_selected(self) -> None:
+        self.items.focus()
+
+    # ------------------------------------------------------------------ list keys
+
+    def action_cursor_down(self) -> None:
+        self.items.move(1)
+
+    def action_cursor_up(self) -> None:
+        self.items.move(-1)
+
+    def action_cursor_top(self) -> None:
+        self.items.move_to(0)
+
+    def action_cursor_bottom(self) -> None:
+        self.items.move_to(len(self.items.ids) - 1)
+
+    def action_page_down(self) -> None:
+        self.items.move(max(1, self.items.size.height - 1))
+
+    def action_page_up(self) -> None:
+        self.items.move(-max(1, self.items.size.height - 1))
+
+    def _find_new(self, step: int) -> None:
+        items = self.items
+        store = self.cm.store
+        index = items.cursor + step
+        while 0 <= index < len(items.ids):
+            item = store.get_item(items.ids[index])
+            if item is not None and item.state == "new":
+                items.move_to(index)
+                return
+            index += step
+        self.notify("No more new items " + ("below." if step > 0 else "above."), timeout=2)
+
+    def action_next_new(self) -> None:
+        self._find_new(1)
+
+    def action_prev_new(self) -> None:
+        self._find_new(-1)
+
+    def action_open_item(self) -> None:
+        item = self.current()
+        if item is None:
+            return
+        item = self.cm.perform(actions.mark_seen, item.id) or item
+        body, events, thread, names = self.cm.item_context(item)
+        self.app.push_screen(ReaderScreen(render_item(item, body, events, thread, names)))
+
+    # ------------------------------------------------------------------ search and filter
+
+    def action_search(self) -> None:
+        search = self.query_one("#search", Input)
+        search.display = True
+        search.focus()
+
+    @on(Input.Changed, "#search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        value = event.value
+        self._search_timer = self.set_timer(0.15, partial(self._apply_search, value))
+
+    def _apply_search(self, value: str) -> None:
+        self.flt = self.flt.with_text(value.strip())
+        self.items.cursor = 0
+        self.reload(keep=None)
+
+    @on(Input.Submitted, "#search")
+    def _search_submitted(self) -> None:
+        self.items.focus()
+
+    def action_filter(self) -> None:
+        store = self.cm.store
+        sources = [(s.id, s.label) for s in self.cm.config.sources]
+        tags = sorted(store.counts()["tag"])
+
+        def applied(result: tuple[str | None, str | None, str | None] | None) -> None:
+            if result is None:
+                return
+            source, state, tag = result
+            self.flt = Filter(source=source, state=state, tag=tag, text=self.flt.text)
+            self.items.cursor = 0
+            self.reload(keep=None)
+
+        self.app.push_screen(FilterScreen(sources, tags,
+                                          (self.flt.source, self.flt.state, self.flt.tag)),
+                             applied)
+
+    def action_back(self) -> None:
+        search = self.query_one("#search", Input)
+        if search.display or self.flt.active:
+            search.value = ""
+            search.display = False
+            self.flt = Filter()
+            self.reload()
+            self.items.focus()
+            return
+        if self.focused is not self.items:
+            self.items.focus()
+            return
+        self.app.exit()
+
+    # ------------------------------------------------------------------ item actions
+
+    def current(self) -> Item | None:
+        item_id = self.items.current_id
+        return self.cm.store.get_item(item_id) if item_id else None
+
+    def action_open_browser(self) -> None:
+        item = self.current()
+        if item is None or not item.url:
+            self.notify("This item has no link.", severity="warning")
+            return
+        self.app.open_url(item.url)
+        self.notify(Text(f"Opening {one_line(item.url, 80)}"), timeout=3)
+
+    def action_copy_link(self) -> None:
+        item = self.current()
+        if item is None or not item.url:
+            self.notify("This item has no link.", severity="warning")
+            return
+        self.app.copy_to_clipboard(item.url)
+        self.notify(Text(f"Copied {one_line(item.url, 80)}"), timeout=3)
+
+    def action_done(self) -> None:
+        item = self.current()
+        if item is None:
+            return
+        state = "open" if item.state == "done" else "done"
+        if self.cm.perform(actions.set_state, item.id, state) is not None:
+            self.notify(f"{'Reopened' if state == 'open' else 'Done'}: "
+                        f"{one_line(item.title, 50)}  (u undoes)", timeout=3)
+
+    def action_undo(self) -> None:
+        result = self.cm.perform(actions.undo_last)
+        if result is None:
+            self.notify("Nothing of yours to undo.", timeout=3)
+            return
+        item, event = result
+        self.notify(Text(f"Undid {event.data.get('undone_action', '')}: "
+                         f"{one_line(item.title, 60)}"), timeout=3)
+
+    def action_snooze(self) -> None:
+        item = self.current()
+        if item is None:
+            return
+
+        def chosen(value: str | None) -> None:
+            if not value:
+                return
+            try:
+                seconds = actions.parse_when(value)
+            except ValueError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            if self.cm.perform(actions.snooze, item.id, seconds) is not None:
+                until = time.strftime("%a %H:%M", time.localtime(time.time() + seconds))
+                self.notify(f"Snoozed until {until}", timeout=3)
+
+        self.app.push_screen(PromptScreen("Snooze until", "30m · 2h · 1d · tomorrow · 17:30",
+                                          "2h"), chosen)
+
+    def action_tag(self) -> None:
+        item = self.current()
+        if item is None:
+            return
+
+        def chosen(value: str | None) -> None:
+            if value is not None:
+                tags = [t.lstrip("#") for t in value.replace(",", " ").split()]
+                self.cm.perform(actions.tag, item.id, tags)
+
+        self.app.push_screen(PromptScreen("Tags", "space-separated; empty removes all",
+                                          " ".join(item.tags)), chosen)
+
+    def action_assign(self) -> None:
+        item = self.current()
+        if item is None:
+            return
+        options = [(m.id, f"{m.name} ({m.role})") for m in self.cm.config.team]
+        if self.cm.actor not in {m.id for m in self.cm.config.team}:
+            options.insert(0, (self.cm.actor, f"me ({self.cm.actor})"))
+        options.append(("", "nobody (unassign)"))
+
+        def chosen(value: str | None) -> None:
+            if value is not None:
+                self.cm.perform(actions.assign, item.id, value or None)
+
+        self.app.push_screen(PickScreen("Assign to", options), chosen)
+
+    def action_note(self) -> None:
+        item = self.current()
+        if item is None:
+            return
+
+        def chosen(value: str | None) -> None:
+            if value and value.strip():
+                self.cm.perform(actions.add_note, item.id, value)
+
+        self.app.push_screen(PromptScreen("Internal note (the team sees it; never sent)"),
+                             chosen)
+
+
+class ItemCommands(Provider):
+    """Command palette: the actions that apply to the highlighted item, and global ones."""
+
+    def _commands(self) -> list[tuple[str, str, Any]]:
+        app: CMConsoleApp = self.app  # type: ignore[assignment]
+        screen = app.screen
+        out: list[tuple[str, str, Any]] = [
+            ("Poll now", "fetch every source now", app.action_poll_now),
+            ("Sources", "poll state and errors of every source", app.action_sources),
+            ("Help", "every key", app.action_help),
+        ]
+        if isinstance(screen, InboxScreen):
+            item = screen.current()
+            if item is not None:
+                title = one_line(item.title, 40)
+                out = [
+                    ("Mark done" if item.state != "done" else "Reopen", title, screen.action_done),
+                    ("Snooze…", title, screen.action_snooze),
+                    ("Tag…", title, screen.action_tag),
+                    ("Assign…", title, screen.action_assign),
+                    ("Add note…", title, screen.action_note),
+                    ("Read", title, screen.action_open_item),
+                    *([("Open in browser", one_line(item.url, 60), screen.action_open_browser),
+                       ("Copy link", one_line(item.url, 60), screen.action_copy_link)]
+                      if item.url else []),
+                    ("Undo my last action", "", screen.action_undo),
+                    *out,
+                ]
+            out += [(f"View: {one_line(v.label, 40)}", "", partial(app.go_to_view, v.id))
+                    for v in app.views]
+        return out
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+class CMConsoleApp(App[int]):
+    """cm-console's TUI. Build it with :func:`make_app` (tests and the demo do too)."""
+
+    CSS_PATH = "cm_console.tcss"
+    TITLE = "cm-console"
+    COMMANDS = App.COMMANDS | {ItemCommands}
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
+    BINDINGS = [
+        Binding(spec.keys, spec.action, spec.description, show=spec.show, id=spec.id)
+        for spec in KEYS if spec.action in {"poll_now", "sources", "help"}
+    ]
+
+    def __init__(self, config: Config, store: Store, actor: str, *, demo: Any = None,
+                 poll_on_start: bool = True):
+        super().__init__()
+        self.config = config
+        self.store = store
+        self.actor = actor
+        self.demo = demo
+        self.poll_on_start = poll_on_start
+        self.views = standard_views(config)
+        self.poller = Poller(config, store)
+        self.polling = False
+        self.poll_progress = ""
+        self.last_report: CycleReport | None = None
+        self._last_wake = 0.0
+        self._reload_pending = False
+        self.member_names = {m.id: m.name for m in config.team}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def on_mount(self) -> None:
+        if self.config.keys:
+            self.set_keymap(self.config.keys)
+        self.push_screen(InboxScreen())
+        self.update_status()
+        self.set_interval(REFRESH_EVERY, self._tick)
+        if self.poll_on_start:
+            self.poll_sources(only_due=False)
+
+    def on_unmount(self) -> None:
+        self.poller.close()
+
+    def _tick(self) -> None:
+        """Pick up other consoles' writes, wake snoozed items, poll due sources."""
+        changed = False
+        try:
+            changed = self.store.refresh()
+            if time.time() - self._last_wake > 30:
+                self._last_wake = time.time()
+                changed = bool(actions.wake_snoozed(self.store, self.actor)) or changed
+        except StoreError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+        if changed:
+            self.refresh_inbox()
+        if not self.polling and self.poller.due():
+            self.poll_sources(only_due=True)
+        self.update_status()
+
+    # ------------------------------------------------------------------ polling
+
+    def action_poll_now(self) -> None:
+        if self.polling:
+            self.notify("A poll is already running.", timeout=2)
+            return
+        self.poll_sources(only_due=False)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="poll",
+          description="Polling sources")
+    def poll_sources(self, only_due: bool) -> CycleReport:
+        self.polling = True
+        self.call_from_thread(self.update_status)
+
+        def progress(done: int, total: int, result: SourceResult, added: list[str]) -> None:
+            self.post_message(PollProgressed(done, total, result, added))
+
+        try:
+            report = asyncio.run(self.poller.poll(only_due=only_due, on_progress=progress))
+        finally:
+            self.polling = False
+        self.post_message(SourcesPolled(report))
+        return report
+
+    @on(PollProgressed)
+    def _poll_progressed(self, message: PollProgressed) -> None:
+        self.poll_progress = f"polling {message.done}/{message.total}"
+        if message.added:
+            self.refresh_inbox()
+        self.update_status()
+
+    @on(SourcesPolled)
+    def _sources_polled(self, message: SourcesPolled) -> None:
+        self.last_report = message.report
+        self.poll_progress = ""
+        self.refresh_inbox()
+        self.update_status()
+        if isinstance(self.screen, SourcesScreen):
+            self.screen.fill(self.source_rows())
+        errors = message.report.errors
+        if errors:
+            names = ", ".join(e.source for e in errors[:3])
+            self.notify(Text(f"{len(errors)} source(s) failed: {names}. S shows details."),
+                        severity="warning", timeout=5)
+
+    @on(Worker.StateChanged)
+    def _worker_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            self.polling = False
+            error = event.worker.error
+            self.notify(Text(f"Polling failed: {type(error).__name__}: {one_line(error, 200)}"),
+                        severity="error", timeout=8)
+            self.update_status()
+
+    # ------------------------------------------------------------------ shared helpers
+
+    def counts(self) -> dict[str, int]:
+        return {v.id: view_count(self.store, v, self.actor) for v in self.views}
+
+    def item_context(self, item: Item) -> tuple[str, list, list[Item], dict[str, str]]:
+        body, _html = self.store.body(item.id)
+        events = self.store.events(item=item.id)
+        thread: list[Item] = []
+        if item.thread:
+            thread = self.store.search(thread=item.thread)
+        return body, events, thread, self.member_names
+
+    def perform(self, fn: Any, *args: Any) -> Any:
+        """Run a core action as me; refresh the inbox; show errors instead of crashing."""
+        try:
+            result = fn(self.store, *args, self.actor) if args else fn(self.store, self.actor)
+        except (KeyError, ValueError, StoreError) as exc:
+            self.notify(Text(str(exc.args[0] if isinstance(exc, KeyError) else exc)),
+                        severity="error", timeout=6)
+            return None
+        self.refresh_inbox()
+        return result
+
+    def refresh_inbox(self) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, InboxScreen):
+                screen.reload()
+
+    def go_to_view(self, view_id: str) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, InboxScreen):
+                views = screen.query_one(ViewsList)
+                views.highlighted = views.get_option_index(view_id)
+
+    def source_rows(self) -> list[tuple]:
+        states = self.store.source_states()
+        counts = self.store.counts()["source"]
+        return [(s.id, s.type, s.label, states.get(s.id), counts.get(s.id, 0))
+                for s in self.config.sources]
+
+    def update_status(self) -> None:
+        try:
+            status = self.screen.query_one(StatusBar)
+        except Exception:
+            return
+        text = Text(no_wrap=True, overflow="ellipsis")
+        if self.polling:
+            text.append(f"⟳ {self.poll_progress or 'polling'}", style="bold")
+        elif self.last_report is not None:
+            report = self.last_report
+            text.append(f"last poll {time.strftime('%H:%M:%S', time.localtime(report.finished))}"
+                        f" · {len(report.new_ids)} new")
+            if report.errors:
+                text.append(f" · {len(report.errors)} error(s) (S)", style="bold red")
+        else:
+            text.append("not polled yet (R polls)")
+        counts = self.store.counts()["state"]
+        text.append(f" · {counts.get('new', 0)} unread")
+        if self.demo is not None:
+            text.append(" · DEMO: sample data on 127.0.0.1", style="italic")
+        text.append(f" · {self.member_names.get(self.actor, self.actor)}", style="dim")
+        status.update(text)
+
+    # ------------------------------------------------------------------ global keys
+
+    def action_help(self) -> None:
+        keys = {spec.id: spec.keys for spec in KEYS}
+        keys.update(self.config.keys)
+        self.push_screen(HelpScreen(keys))
+
+    def action_sources(self) -> None:
+        if isinstance(self.screen, SourcesScreen):
+            return
+        self.push_screen(SourcesScreen(self.source_rows()))
+
+
+def make_app(config: Config, store: Store, actor: str, *, demo: Any = None,
+             poll_on_start: bool = True) -> CMConsoleApp:
+    """The one factory: the CLI, the demo and the tests build the app the same way."""
+    return CMConsoleApp(config, store, actor, demo=demo, poll_on_start=poll_on_start)
