@@ -216,6 +216,7 @@ class Store:
         self._order: list[str] | None = None  # item ids, newest first
         self._counts: tuple[int, dict[str, dict[str, int]]] | None = None
         self._by_item: dict[str, list[int]] | None = None
+        self._threads: dict[str, list[str]] | None = None
         self.recovered_from: str = ""
         with self._locked():
             if recover:
@@ -283,6 +284,7 @@ class Store:
         self._journal_offset = 0
         self._order = None
         self._by_item = None
+        self._threads = None
         self._changed({"items", "events"})
 
     def _migrate(self) -> None:
@@ -375,6 +377,7 @@ class Store:
                 self._by_item.setdefault(op[3].get("item", ""), []).append(int(doc_id))
         if table == "items" and kind != "patch":
             self._order = None
+            self._threads = None
         return table
 
     def _changed(self, tables: Iterable[str]) -> None:
@@ -535,6 +538,20 @@ class Store:
         items = self._data["items"]
         return [self._item(items[k]) for k in ids if k in items]
 
+    def thread_items(self, key: str) -> list[Item]:
+        """Items of one conversation (same thread key), oldest first. Indexed, not scanned."""
+        if not key:
+            return []
+        with self._mutex:
+            if self._threads is None:
+                threads: dict[str, list[str]] = {}
+                for item_id, doc in self._data["items"].items():
+                    if doc.get("thread"):
+                        threads.setdefault(doc["thread"], []).append(item_id)
+                self._threads = threads
+            ids = list(self._threads.get(key, ()))
+        return sorted(self.items(ids), key=lambda i: (i.published, i.id))
+
     def search(self, **equals: Any) -> list[Item]:
         """TinyDB query on hot fields, e.g. ``search(state="new", source="blog")``."""
         q = Query()
@@ -548,7 +565,10 @@ class Store:
                       reverse=True)
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """``{"state": {...}, "source": {...}, "tag": {...}, "assignee": {...}}`` counts."""
+        """Counts by state, source, tag, assignee, active items per source, and by
+        ``"assignee\\x00state"`` / unassigned state (for the Mine and Unassigned views).
+
+        One pass over the hot records, cached until the store changes."""
         with self._mutex:
             return self._count()
 
@@ -556,7 +576,8 @@ class Store:
         if self._counts is not None and self._counts[0] == self.version:
             return self._counts[1]
         out: dict[str, dict[str, int]] = {"state": {}, "source": {}, "tag": {}, "assignee": {},
-                                          "active_source": {}}
+                                          "active_source": {}, "assignee_state": {},
+                                          "unassigned_state": {}}
         for doc in self._data["items"].values():
             state = doc.get("state", "new")
             out["state"][state] = out["state"].get(state, 0) + 1
@@ -569,6 +590,10 @@ class Store:
             who = doc.get("assignee")
             if who:
                 out["assignee"][who] = out["assignee"].get(who, 0) + 1
+                key = f"{who}\x00{state}"
+                out["assignee_state"][key] = out["assignee_state"].get(key, 0) + 1
+            else:
+                out["unassigned_state"][state] = out["unassigned_state"].get(state, 0) + 1
         self._counts = (self.version, out)
         return out
 

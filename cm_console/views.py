@@ -78,8 +78,11 @@ def view_ids(store: Store, view: View, actor: str, flt: Filter | None = None) ->
 def view_count(store: Store, view: View, actor: str) -> int:
     """How many items a view holds, from the store's cached counts where possible."""
     counts = store.counts()
-    if view.mine or view.unassigned:
-        return len(view_ids(store, view, actor))
+    states = view.states if view.states is not None else tuple(counts["state"])
+    if view.mine:
+        return sum(counts["assignee_state"].get(f"{actor}\x00{s}", 0) for s in states)
+    if view.unassigned:
+        return sum(counts["unassigned_state"].get(s, 0) for s in states)
     if view.source:
         return counts["active_source"].get(view.source, 0)
     if view.states is None:

@@ -36,6 +36,7 @@ from ..views import Filter, View, standard_views, view_count, view_ids
 from .screens import FilterScreen, HelpScreen, PickScreen, PromptScreen, ReaderScreen, SourcesScreen
 from .widgets import DetailPane, ItemList, StatusBar, ViewsList, render_item
 
+DETAIL_DELAY = 0.06  # seconds the cursor rests before the detail pane follows it
 REFRESH_EVERY = 2.0  # seconds between checks for other consoles' changes and due sources
 
 
@@ -77,6 +78,7 @@ class InboxScreen(Screen[None]):
         self.view: View = View("inbox", "Inbox")
         self.flt = Filter()
         self._search_timer: Timer | None = None
+        self._detail_timer: Timer | None = None
 
     @property
     def cm(self) -> CMConsoleApp:
@@ -143,7 +145,12 @@ class InboxScreen(Screen[None]):
 
     @on(ItemList.Highlighted)
     def _highlighted(self, event: ItemList.Highlighted) -> None:
-        self.show_detail(event.item_id)
+        # The detail pane follows the cursor once it rests: redrawing it re-lays out the
+        # screen (~20 ms), which would make held-down j/k stutter through a long list.
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+        self._detail_timer = self.set_timer(DETAIL_DELAY,
+                                            partial(self.show_detail, event.item_id))
 
     @on(ItemList.Selected)
     def _selected(self, event: ItemList.Selected) -> None:
@@ -527,10 +534,7 @@ class CMConsoleApp(App[int]):
     def item_context(self, item: Item) -> tuple[str, list, list[Item], dict[str, str]]:
         body, _html = self.store.body(item.id)
         events = self.store.events(item=item.id)
-        thread: list[Item] = []
-        if item.thread:
-            thread = self.store.search(thread=item.thread)
-        return body, events, thread, self.member_names
+        return body, events, self.store.thread_items(item.thread), self.member_names
 
     def perform(self, fn: Any, *args: Any) -> Any:
         """Run a core action as me; refresh the inbox; show errors instead of crashing."""

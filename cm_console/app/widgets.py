@@ -163,8 +163,14 @@ class ItemList(ScrollView, can_focus=True):
     # ------------------------------------------------------------------ cursor
 
     def watch_cursor(self, old: int, new: int) -> None:
+        top = self.scroll_offset.y
         self.scroll_to_region(Region(0, new, 1, 1), animate=False, force=True)
-        self.refresh()
+        if self.scroll_offset.y == top:
+            # Only the two rows that changed are redrawn (virtual coordinates).
+            self.refresh_line(old)
+            self.refresh_line(new)
+        else:
+            self.refresh()
         self.post_message(self.Highlighted(self, self.current_id))
 
     def on_resize(self, event: events.Resize) -> None:
