@@ -127,8 +127,10 @@ class FeedServer:
             req.wfile.write(body)
 
     def start(self) -> FeedServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
-                                        name="feedserver")
+        # A short poll interval: stop() waits up to one interval (0.5 s by default, paid by
+        # every test that uses a server).
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        daemon=True, name="feedserver")
         self._thread.start()
         return self
 

@@ -176,6 +176,8 @@ async def fetch(client: httpx.AsyncClient, url: str, *, etag: str = "",
         raise FetchError("too many redirects") from None
     except httpx.UnsupportedProtocol as exc:
         raise FetchError(f"unsupported redirect or URL scheme ({one_line(exc, 120)})") from None
+    except httpx.InvalidURL as exc:  # e.g. a redirect to "data:text/xml,..."; not an HTTPError
+        raise FetchError(f"bad redirect or URL ({one_line(exc, 120)})") from None
     except httpx.ConnectError as exc:
         raise FetchError(f"cannot connect ({one_line(exc, 160) or 'refused'})") from None
     except httpx.TimeoutException:

@@ -18,6 +18,7 @@ This module runs in parse worker processes; keep it free of store/UI imports.
 from __future__ import annotations
 
 import calendar
+import codecs
 import hashlib
 import re
 from datetime import UTC, datetime
@@ -46,19 +47,57 @@ class FeedError(Exception):
 
 _DTD_SUBSET = re.compile(rb"<!DOCTYPE[^>\[]*\[", re.IGNORECASE)
 _ENTITY = re.compile(rb"<!ENTITY", re.IGNORECASE)
+_XML_ENCODING = re.compile(
+    rb"""^\s*<\?xml[^>]{0,200}?encoding\s*=\s*["']([A-Za-z0-9._:-]{1,40})["']""")
+# How XML parsers (feedparser included) sniff an encoding from the first bytes: BOMs, then
+# "<?" in UTF-32/UTF-16 without a BOM, then EBCDIC. UTF-32 first: its LE BOM begins like
+# UTF-16's.
+_SNIFF = (
+    (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\xfe\xff", "utf-16-be"), (b"\xff\xfe", "utf-16-le"),
+    (b"\x00\x00\x00<", "utf-32-be"), (b"<\x00\x00\x00", "utf-32-le"),
+    (b"\x00<\x00?", "utf-16-be"), (b"<\x00?\x00", "utf-16-le"),
+    (b"Lo\xa7\x94", "cp037"),
+)
+# Encodings in which "<!DOCTYPE" and "<!ENTITY" are the same bytes as in ASCII.
+_ASCII_SAFE = frozenset({"ascii", "utf-8", "iso8859-1", "cp1252", "iso8859-2", "iso8859-15"})
+
+
+def _dtd_samples(body: bytes) -> list[bytes]:
+    """The body as each parser might read it: raw, and decoded as sniffed or declared.
+
+    A DTD written in UTF-16/32 (with or without a BOM), UTF-7 or EBCDIC is invisible to a
+    byte search, yet feedparser decodes it and its lenient parser expands the entities.
+    """
+    samples = [body]
+    if b"\x00" in body[:4096]:  # UTF-16/32 in any byte order: ASCII characters minus NULs
+        samples.append(body.replace(b"\x00", b""))
+    codecs_to_try: list[str] = []
+    head = body[:1024]
+    for prefix, codec in _SNIFF:
+        if body.startswith(prefix):
+            codecs_to_try.append(codec)
+            head = head.decode(codec, "replace").lstrip("\ufeff").encode("utf-8", "replace")
+            break
+    declared = _XML_ENCODING.match(head.removeprefix(b"\xef\xbb\xbf"))
+    if declared:
+        codecs_to_try.append(declared.group(1).decode("ascii"))
+    for name in codecs_to_try:
+        try:
+            if codecs.lookup(name).name in _ASCII_SAFE:
+                continue
+            samples.append(body.decode(name, "replace").encode("utf-8", "replace"))
+        except (LookupError, UnicodeError, ValueError):
+            continue
+    return samples
 
 
 def check_dtd(body: bytes) -> None:
     """Refuse inline DTD internal subsets and entity declarations (billion laughs)."""
-    sample = body
-    if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        try:
-            sample = body.decode("utf-16").encode("utf-8", "replace")
-        except UnicodeDecodeError:
-            raise FeedError("not a feed: undecodable UTF-16") from None
-    if _DTD_SUBSET.search(sample) or _ENTITY.search(sample):
-        raise FeedError("feed declares an inline DTD with entities; refused (entity expansion "
-                        "can exhaust memory)")
+    for sample in _dtd_samples(body):
+        if _DTD_SUBSET.search(sample) or _ENTITY.search(sample):
+            raise FeedError("feed declares an inline DTD with entities; refused (entity "
+                            "expansion can exhaust memory)")
 
 
 # ----------------------------------------------------------------------------- normalization
