@@ -7,8 +7,12 @@ Every action is a single store commit that changes the item and appends an audit
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
-from .models import STATES, Event, Item
+from .config import Config, Template
+from .models import STATES, Event, Item, OutboxEntry
+from .sanitize import one_line, safe_text
 from .store import Store
 
 __all__ = [
@@ -24,7 +28,8 @@ __all__ = [
     "wake_snoozed",
 ]
 
-UNDOABLE = frozenset({"state", "snooze", "tag", "untag", "assign"})
+UNDOABLE = frozenset({"state", "snooze", "tag", "untag", "assign", "reply", "route_private",
+                      "escalate"})
 
 
 def set_state(store: Store, item_id: str, state: str, actor: str) -> Item:
@@ -94,17 +99,27 @@ def undo_last(store: Store, actor: str, item_id: str | None = None) -> tuple[Ite
             continue
         if event.action not in UNDOABLE or "before" not in event.data:
             continue
+        cancelled: list[str] = []
+        for entry_id in event.data.get("outbox", []):
+            from .delivery import cancel
+
+            entry = store.get_outbox(entry_id)
+            if entry is not None and entry.status == "delivered":
+                raise ValueError(f"{event.action} already left the outbox; it cannot be undone")
+            if entry is not None and entry.status == "pending" and not cancel(store, entry_id,
+                                                                              actor):
+                raise ValueError(f"{event.action} is being sent right now; it cannot be undone")
+            cancelled.append(entry_id)
         item, logged = store.update_item(event.item, dict(event.data["before"]), actor=actor,
                                          action="undo", data={"undoes": event.id,
-                                                              "undone_action": event.action})
+                                                              "undone_action": event.action,
+                                                              "cancelled": cancelled})
         return item, logged
     return None
 
 
 def add_note(store: Store, item_id: str, text: str, actor: str) -> Event:
     """An internal note on an item: visible to the team in its history, never sent anywhere."""
-    from .sanitize import safe_text
-
     if store.get_item(item_id) is None:
         raise KeyError(f'no item "{item_id}"')
     return store.log_event(actor, "note", item_id, {"text": safe_text(text, 4000)})
@@ -139,3 +154,160 @@ def parse_when(text: str, now: float | None = None) -> float:
     if not 0 < seconds <= 365 * 86400:
         raise ValueError("snooze for between a second and a year")
     return seconds
+
+
+# --------------------------------------------------------------------------- answering
+
+
+@dataclass(slots=True)
+class Sent:
+    """What an answering action did: the text, how it leaves, and what waits in the outbox.
+
+    ``mode`` is "clipboard" when the platform has no write API from here: the caller copies
+    ``text`` and opens ``item.url`` so the agent pastes it (and the item is marked replied).
+    """
+
+    item: Item
+    text: str
+    mode: str
+    outbox: list[OutboxEntry] = field(default_factory=list)
+
+
+def _slack_safe(value: object, max_len: int = 600) -> str:
+    """Untrusted text for a chat webhook: no markup, no mass mentions (@here, <!channel>)."""
+    text = one_line(value, max_len)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("@", "@\u2060")  # a word joiner breaks @channel/@all/@here
+
+
+def _commit(store: Store, item_id: str, changes: dict[str, Any], actor: str, action: str,
+            data: dict[str, Any], outbox: list[tuple[str, str, dict[str, Any]]],
+            delay: float) -> tuple[Item, list[OutboxEntry]]:
+    """Change the item, queue its outbox entries and log the event: one atomic commit."""
+    from .delivery import enqueue
+
+    with store.transaction() as tx:
+        current = store.get_item(item_id)
+        if current is None:
+            raise KeyError(f'no item "{item_id}"')
+        before = {k: getattr(current, k) for k in changes}
+        now = time.time()
+        tx.patch("items", item_id, {**changes, "updated": now})
+        entries = [enqueue(store, kind, item_id, target, payload, actor, delay=delay, now=now,
+                           tx=tx) for kind, target, payload in outbox]
+        tx.event(actor, action, item_id, {**data, "before": before, "after": changes,
+                                          "outbox": [e.id for e in entries]}, now)
+    item = store.get_item(item_id)
+    assert item is not None
+    return item, entries
+
+
+def _check_length(text: str, config: Config, item: Item, template: Template | None) -> None:
+    from .templates import length, length_limit
+
+    limit = length_limit(template, config.source(item.source), item.source_type)
+    size = length(text, item.source_type)
+    if limit is not None and size > limit:
+        raise ValueError(f"the reply is {size} characters; {item.source_type} allows {limit}")
+
+
+def reply(store: Store, config: Config, item_id: str, text: str, actor: str, *,
+          template: Template | None = None) -> Sent:
+    """Answer publicly. Platforms with a write API post through the outbox (connectors
+    issue); for feeds the text goes to the clipboard and the item is marked replied."""
+    item = store.get_item(item_id)
+    if item is None:
+        raise KeyError(f'no item "{item_id}"')
+    text = safe_text(text, 20_000)
+    if not text:
+        raise ValueError("the reply is empty")
+    _check_length(text, config, item, template)
+    updated, _ = _commit(store, item_id, {"state": "replied"}, actor, "reply",
+                         {"template": template.id if template else "", "text": text,
+                          "mode": "clipboard"}, [], 0.0)
+    return Sent(updated, text, "clipboard")
+
+
+def route_private(store: Store, config: Config, item_id: str, actor: str, *,
+                  public_text: str, private_text: str, public_template: Template | None = None,
+                  private_template: Template | None = None, delay: float | None = None) -> Sent:
+    """Acknowledge publicly, continue privately: the platform's private channel where it has
+    one, otherwise an e-mail hand-off to ``support_email`` through the outbox."""
+    from .templates import case_number
+
+    item = store.get_item(item_id)
+    if item is None:
+        raise KeyError(f'no item "{item_id}"')
+    public_text = safe_text(public_text, 20_000)
+    private_text = safe_text(private_text, 20_000)
+    if public_text:
+        _check_length(public_text, config, item, public_template)
+    if not config.support_email:
+        raise ValueError(f"{item.source_type} has no private channel here and the config has "
+                         "no support_email for an e-mail hand-off")
+    body, _ = store.body(item_id)
+    case = case_number(item_id)
+    mail = {
+        "to": [config.support_email],
+        "subject": f"[{case}] Hand-off: {one_line(item.author, 80)} on {item.source}",
+        "body": (f"{private_text}\n\n---\nCase {case}, handed off by {actor}\n"
+                 f"Post: {item.url or '(no link)'}\nAuthor: {one_line(item.author, 200)}\n"
+                 f"Source: {item.source}\n\n{safe_text(body, 2000)}\n"),
+    }
+    updated, entries = _commit(
+        store, item_id, {"state": "private"}, actor, "route_private",
+        {"public_template": public_template.id if public_template else "",
+         "private_template": private_template.id if private_template else "",
+         "public_text": public_text, "private_text": private_text, "channel": "email",
+         "to": config.support_email, "case": case},
+        [("email", "support", mail)], config.undo_window if delay is None else delay)
+    return Sent(updated, public_text, "clipboard" if public_text else "none", entries)
+
+
+def escalate(store: Store, config: Config, item_id: str, target_id: str, reason: str,
+             actor: str, *, priority: str = "normal", delay: float | None = None) -> Sent:
+    """Send the item to a target (PR desk, legal...) by webhook and/or e-mail; the item
+    waits in Escalated until someone resolves it."""
+    from .templates import case_number
+
+    target = next((t for t in config.escalation_targets if t.id == target_id), None)
+    if target is None:
+        known = ", ".join(t.id for t in config.escalation_targets) or "none configured"
+        raise ValueError(f'no escalation target "{target_id}" (known: {known})')
+    if priority not in ("low", "normal", "high", "urgent"):
+        raise ValueError(f'priority must be low, normal, high or urgent, not "{priority}"')
+    item = store.get_item(item_id)
+    if item is None:
+        raise KeyError(f'no item "{item_id}"')
+    reason = safe_text(reason, 2000)
+    body, _ = store.body(item_id)
+    excerpt = safe_text(body, 500, multiline=False) or item.summary
+    case = case_number(item_id)
+    member = config.member(actor)
+    agent = member.name if member else actor
+    outbox: list[tuple[str, str, dict[str, Any]]] = []
+    if target.webhook:
+        text = (f"*Escalation {case}* ({priority}) for {_slack_safe(target.name, 80)} from "
+                f"{_slack_safe(agent, 80)}: {_slack_safe(reason, 500)}\n"
+                f"{_slack_safe(item.author, 100)} on {_slack_safe(item.source, 60)}: "
+                f"\"{_slack_safe(item.title or excerpt, 200)}\"\n{_slack_safe(item.url, 500)}")
+        outbox.append(("webhook", target.id, {"url": target.webhook, "body": {
+            "text": text,
+            "case": case, "priority": priority, "target": target.id, "reason": reason,
+            "agent": actor, "item": {"id": item.id, "url": item.url, "author": item.author,
+                                     "source": item.source, "title": item.title,
+                                     "excerpt": excerpt},
+        }}))
+    if target.email:
+        outbox.append(("email", target.id, {
+            "to": target.email,
+            "subject": f"[{case}] Escalation ({priority}): {one_line(item.title or excerpt, 80)}",
+            "body": (f"{agent} escalated this to {target.name}.\n\nReason: {reason}\n\n"
+                     f"Post: {item.url or '(no link)'}\nAuthor: {one_line(item.author, 200)}\n"
+                     f"Source: {item.source}\nPriority: {priority}\n\n{excerpt}\n"),
+        }))
+    updated, entries = _commit(store, item_id, {"state": "escalated", "priority": priority},
+                               actor, "escalate", {"target": target.id, "reason": reason,
+                                                   "case": case}, outbox,
+                               config.undo_window if delay is None else delay)
+    return Sent(updated, reason, "outbox", entries)

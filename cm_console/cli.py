@@ -23,6 +23,7 @@ import orjson
 from . import __version__
 from .config import Config, ConfigError, find_config, load_config, resolve_user
 from .models import STATES, Item
+from .poller import CycleReport, Poller, SourceResult
 from .sanitize import one_line, safe_text
 from .store import Store, StoreError
 
@@ -89,6 +90,39 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--headless", action="store_true",
                       help="poll the demo sources and print the inbox instead of the TUI")
 
+    reply = sub.add_parser("reply", help="answer an item with a scripted response")
+    reply.add_argument("id")
+    reply.add_argument("--template", "-t", metavar="T", help="template id")
+    reply.add_argument("--text", help="the reply text instead of (or after editing) a template")
+    reply.add_argument("--dry-run", action="store_true", help="print the reply; change nothing")
+
+    private = sub.add_parser("route-private",
+                             help="acknowledge publicly, continue in a private channel")
+    private.add_argument("id")
+    private.add_argument("--public", metavar="T", help="public template (default: the first "
+                         "public one that fits)")
+    private.add_argument("--private", metavar="T", help="private template (default: the first "
+                         "private one that fits)")
+    private.add_argument("--dry-run", action="store_true")
+
+    esc = sub.add_parser("escalate", help="send an item to PR, legal, a specialist...")
+    esc.add_argument("id")
+    esc.add_argument("--to", required=True, metavar="TARGET", help="escalation target id")
+    esc.add_argument("--reason", required=True)
+    esc.add_argument("--priority", default="normal", choices=("low", "normal", "high", "urgent"))
+
+    outbox = sub.add_parser("outbox", help="pending and failed deliveries; retry or send now")
+    outbox.add_argument("--all", action="store_true", help="include delivered and cancelled")
+    outbox.add_argument("--retry", nargs="*", metavar="ID",
+                        help="make failed entries (or these) due again")
+    outbox.add_argument("--deliver", action="store_true", help="send what is due now")
+    outbox.add_argument("--json", action="store_true")
+
+    log = sub.add_parser("log", help="the audit log: who did what, when")
+    log.add_argument("--item", metavar="ID")
+    log.add_argument("--limit", type=int, default=100, metavar="N", help="newest N (0: all)")
+    log.add_argument("--json", action="store_true")
+
     state = sub.add_parser("mark", help="set an item's state (done, open, ...)")
     state.add_argument("id")
     state.add_argument("state", choices=STATES)
@@ -142,7 +176,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_app(config, store, actor=actor)
     handler = {"poll": cmd_poll, "items": cmd_items, "show": cmd_show, "sources": cmd_sources,
-               "mark": cmd_mark}[args.command]
+               "mark": cmd_mark, "reply": cmd_reply, "route-private": cmd_route_private,
+               "escalate": cmd_escalate, "outbox": cmd_outbox, "log": cmd_log}[args.command]
     return handler(args, config, store, actor)
 
 
@@ -206,8 +241,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
-    from .poller import CycleReport, Poller, SourceResult
-
     if args.source:
         unknown = [s for s in args.source if config.source(s) is None]
         if unknown:
@@ -268,10 +301,18 @@ def cmd_poll(args: argparse.Namespace, config: Config, store: Store, actor: str)
         emit(report)
         return EXIT_FAILED if report.errors else EXIT_OK
 
+    def cycle(report: CycleReport) -> None:
+        if report.results:
+            emit(report)
+        from .delivery import deliver_due
+
+        for result in deliver_due(store, config):  # the outbox drains between polls
+            print(_delivery_line(result.entry, result.ok, result.error))
+
     async def forever() -> None:
         stop = asyncio.Event()
         with Poller(config, store) as poller:
-            await poller.run_forever(stop, on_cycle=lambda r: r.results and emit(r))
+            await poller.run_forever(stop, on_cycle=cycle)
 
     print("polling on each source's interval; ctrl+c stops", file=sys.stderr)
     asyncio.run(forever())
@@ -380,3 +421,153 @@ def cmd_mark(args: argparse.Namespace, config: Config, store: Store, actor: str)
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     raise SystemExit(main())
+
+
+def _find(store: Store, ref: str) -> Item:
+    try:
+        return store.find_item(ref)
+    except KeyError as exc:
+        raise CliError(exc.args[0], EXIT_FAILED) from None
+
+
+def _template(config: Config, template_id: str | None, item: Item, visibility: str) -> Any:
+    from .templates import templates_for
+
+    if template_id:
+        found = next((t for t in config.templates if t.id == template_id), None)
+        if found is None:
+            known = ", ".join(t.id for t in config.templates) or "none configured"
+            raise CliError(f'no template "{template_id}" (known: {known})')
+        return found
+    fitting = templates_for(config, item.source_type, visibility)
+    if not fitting:
+        raise CliError(f"no {visibility} template fits {item.source_type}; pass --template")
+    return fitting[0]
+
+
+def _render(config: Config, template: Any, item: Item, actor: str) -> str:
+    from .templates import TemplateError, render, values_for
+
+    member = config.member(actor)
+    source = config.source(item.source)
+    values = values_for(item, actor, member.name if member else actor,
+                        source.label if source else item.source)
+    try:
+        return render(template, values)
+    except TemplateError as exc:
+        raise CliError(str(exc), EXIT_FAILED) from None
+
+
+def _delivery_line(entry: Any, ok: bool, error: str) -> str:
+    what = f"{entry.kind} to {entry.target} for {entry.item}"
+    return f"delivered {what}" if ok else f"not delivered yet: {what}: {error}"
+
+
+def _deliver_now(store: Store, config: Config) -> int:
+    from .delivery import deliver_due
+
+    failed = 0
+    for result in deliver_due(store, config):
+        print(_delivery_line(result.entry, result.ok, result.error))
+        failed += not result.ok
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_reply(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
+    from .actions import reply
+
+    item = _find(store, args.id)
+    template = None
+    if args.text:
+        text = args.text
+    else:
+        template = _template(config, args.template, item, "public")
+        text = _render(config, template, item, actor)
+    if args.dry_run:
+        print(text)
+        return EXIT_OK
+    try:
+        sent = reply(store, config, item.id, text, actor, template=template)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_FAILED) from None
+    print(sent.text)
+    if sent.mode == "clipboard":
+        print(f"\n{item.source} has no reply API here: paste the text above at "
+              f"{item.url or '(no link)'}; the item is marked replied.", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_route_private(args: argparse.Namespace, config: Config, store: Store,
+                      actor: str) -> int:
+    from .actions import route_private
+
+    item = _find(store, args.id)
+    public = _template(config, args.public, item, "public")
+    private = _template(config, args.private, item, "private")
+    public_text = _render(config, public, item, actor)
+    private_text = _render(config, private, item, actor)
+    if args.dry_run:
+        print(f"public:\n{public_text}\n\nprivate:\n{private_text}")
+        return EXIT_OK
+    try:
+        sent = route_private(store, config, item.id, actor, public_text=public_text,
+                             private_text=private_text, public_template=public,
+                             private_template=private, delay=0.0)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_FAILED) from None
+    print(f"public acknowledgement (paste at {item.url or '(no link)'}):\n{sent.text}\n")
+    return _deliver_now(store, config)
+
+
+def cmd_escalate(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
+    from .actions import escalate
+
+    item = _find(store, args.id)
+    try:
+        escalate(store, config, item.id, args.to, args.reason, actor, priority=args.priority,
+                 delay=0.0)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_FAILED) from None
+    print(f"{item.id}: escalated to {args.to}")
+    return _deliver_now(store, config)
+
+
+def cmd_outbox(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
+    from .delivery import retry
+
+    if args.retry is not None:
+        changed = retry(store, args.retry or None, actor)
+        print(f"{len(changed)} entr{'y' if len(changed) == 1 else 'ies'} due again")
+    code = _deliver_now(store, config) if args.deliver or args.retry is not None else EXIT_OK
+    statuses = None if args.all else ["pending", "failed"]
+    for entry in store.outbox(statuses):
+        if args.json:
+            _json_line({"id": entry.id, "kind": entry.kind, "item": entry.item,
+                        "target": entry.target, "status": entry.status,
+                        "attempts": entry.attempts, "next_attempt": entry.next_attempt,
+                        "last_error": entry.last_error, "created": entry.created,
+                        "delivered": entry.delivered})
+        else:
+            note = f"  {entry.last_error}" if entry.last_error else ""
+            print(f"{entry.id}  {entry.status:<9} {entry.kind:<7} {entry.target:<12} "
+                  f"{entry.item}  tries {entry.attempts}{note}")
+    return code
+
+
+def cmd_log(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
+    item_id = _find(store, args.item).id if args.item else None
+    events = store.events(item=item_id, limit=args.limit or None)
+    for event in events:
+        if args.json:
+            _json_line({"id": event.id, "ts": event.ts, "actor": event.actor,
+                        "action": event.action, "item": event.item, "data": event.data})
+        else:
+            detail = {k: v for k, v in event.data.items() if k not in ("before", "after")}
+            extra = " ".join(f"{k}={one_line(v, 60)}" for k, v in detail.items() if v)
+            changed = event.data.get("after")
+            if isinstance(changed, dict) and changed:
+                extra = " ".join(f"{k}={one_line(v, 40)}" for k, v in changed.items()) + \
+                    (" " + extra if extra else "")
+            print(f"{_when(event.ts)}  {event.actor:<12} {event.action:<16} {event.item}  "
+                  f"{extra}".rstrip())
+    return EXIT_OK

@@ -129,9 +129,12 @@ class OutboxEntry:
     actor: str
     status: str = "pending"  # pending, delivered, failed, cancelled
     attempts: int = 0
-    next_attempt: float = 0.0
+    next_attempt: float = 0.0  # not before: created + the undo window, then backoff
     last_error: str = ""
     delivered: float | None = None
+    idempotency_key: str = ""  # the same on every attempt, so the far side can dedupe
+    lease_until: float = 0.0  # a console is sending it right now; others keep off
+    lease_owner: str = ""
 
     def to_doc(self) -> dict[str, Any]:
         return asdict(self)

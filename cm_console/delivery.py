@@ -1,0 +1,207 @@
+"""The outbox: everything that leaves the machine, delivered at least once, never lost.
+
+An entry is written to the store *before* anything is sent, with an idempotency key that
+every attempt repeats (HTTP ``Idempotency-Key`` header, e-mail ``Message-ID``), so a receiver
+can drop a duplicate that a crash between "accepted" and "marked delivered" would cause.
+Entries wait out the undo window, then are claimed with a short lease (two consoles on one
+store never send the same entry at once), sent, and marked delivered only when the far side
+accepted (HTTP 2xx, SMTP 250). Failures retry with exponential backoff, across restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import smtplib
+import socket
+import ssl
+import time
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+
+from .config import Config, resolve_secret
+from .fetch import USER_AGENT
+from .models import OutboxEntry
+from .sanitize import one_line
+from .store import Store
+
+__all__ = ["DeliveryResult", "cancel", "deliver_due", "enqueue", "retry"]
+
+LEASE_SECONDS = 120.0
+MAX_ATTEMPTS = 10
+SEND_TIMEOUT = 15.0
+
+
+@dataclass(slots=True)
+class DeliveryResult:
+    entry: OutboxEntry
+    ok: bool
+    error: str = ""
+
+
+def enqueue(store: Store, kind: str, item_id: str, target: str, payload: dict[str, Any],
+            actor: str, *, delay: float = 0.0, now: float | None = None,
+            tx: Any = None) -> OutboxEntry:
+    """Add an entry. ``delay`` is the undo window. Pass ``tx`` to join a larger commit."""
+    now = time.time() if now is None else now
+    key = uuid.uuid4().hex
+    entry = OutboxEntry(id=key[:16], kind=kind, item=item_id, target=target, payload=payload,
+                        created=now, actor=actor, next_attempt=now + delay,
+                        idempotency_key=key)
+    if tx is not None:
+        tx.put("outbox", entry.id, entry.to_doc())
+    else:
+        with store.transaction() as own:
+            own.put("outbox", entry.id, entry.to_doc())
+    return entry
+
+
+def cancel(store: Store, entry_id: str, actor: str) -> bool:
+    """Cancel an entry that has not been attempted yet (the undo window). True if cancelled."""
+    with store.transaction() as tx:
+        entry = store.get_outbox(entry_id)
+        if entry is None or entry.status != "pending" or entry.attempts > 0 or (
+            entry.lease_until > time.time()
+        ):
+            return False
+        tx.patch("outbox", entry_id, {"status": "cancelled"})
+        tx.event(actor, "outbox_cancelled", entry.item, {"outbox": entry_id,
+                                                          "target": entry.target})
+    return True
+
+
+def retry(store: Store, entry_ids: list[str] | None, actor: str) -> list[str]:
+    """Make failed (or all given) entries due now again. Returns the ids changed."""
+    changed = []
+    with store.transaction() as tx:
+        for entry in store.outbox(["failed", "pending"]):
+            if entry_ids is not None and entry.id not in entry_ids:
+                continue
+            if entry_ids is None and entry.status != "failed":
+                continue
+            tx.patch("outbox", entry.id, {"status": "pending", "next_attempt": 0.0,
+                                          "lease_until": 0.0})
+            tx.event(actor, "outbox_retry", entry.item, {"outbox": entry.id})
+            changed.append(entry.id)
+    return changed
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def deliver_due(store: Store, config: Config, *, now: float | None = None,
+                limit: int = 50) -> list[DeliveryResult]:
+    """Send every due entry once. Safe to call from several consoles at the same time."""
+    now = time.time() if now is None else now
+    owner = _owner()
+    claimed: list[OutboxEntry] = []
+    with store.transaction() as tx:
+        for entry in store.outbox(["pending"]):
+            if len(claimed) >= limit:
+                break
+            if entry.next_attempt > now or entry.lease_until > now:
+                continue
+            tx.patch("outbox", entry.id, {"lease_until": now + LEASE_SECONDS,
+                                          "lease_owner": owner})
+            claimed.append(entry)
+    results = []
+    for entry in claimed:
+        try:
+            _send(entry, config)
+        except DeliveryError as exc:
+            results.append(DeliveryResult(entry, False, str(exc)))
+        else:
+            results.append(DeliveryResult(entry, True))
+    if results:
+        _finish(store, results)
+    return results
+
+
+def _finish(store: Store, results: list[DeliveryResult]) -> None:
+    now = time.time()
+    with store.transaction() as tx:
+        for result in results:
+            entry = result.entry
+            attempts = entry.attempts + 1
+            if result.ok:
+                tx.patch("outbox", entry.id, {"status": "delivered", "delivered": now,
+                                              "attempts": attempts, "lease_until": 0.0,
+                                              "last_error": ""})
+                tx.event(entry.actor, "delivered", entry.item,
+                         {"outbox": entry.id, "kind": entry.kind, "target": entry.target,
+                          "attempts": attempts})
+                continue
+            failed = attempts >= MAX_ATTEMPTS
+            delay = min(30.0 * 2 ** (attempts - 1), 3600.0) * random.uniform(0.8, 1.2)
+            tx.patch("outbox", entry.id, {
+                "status": "failed" if failed else "pending", "attempts": attempts,
+                "next_attempt": now + delay, "lease_until": 0.0,
+                "last_error": one_line(result.error, 300),
+            })
+            tx.event(entry.actor, "delivery_failed", entry.item,
+                     {"outbox": entry.id, "kind": entry.kind, "target": entry.target,
+                      "attempts": attempts, "error": one_line(result.error, 300),
+                      "gave_up": failed})
+
+
+class DeliveryError(Exception):
+    """The far side did not accept the message (this attempt)."""
+
+
+def _send(entry: OutboxEntry, config: Config) -> None:
+    if entry.kind == "webhook":
+        _send_webhook(entry)
+    elif entry.kind == "email":
+        _send_email(entry, config)
+    else:
+        raise DeliveryError(f"no sender for {entry.kind!r} entries in this version")
+
+
+def _send_webhook(entry: OutboxEntry) -> None:
+    url = entry.payload.get("url", "")
+    try:
+        url = resolve_secret(url, f"webhook for {entry.target}")
+        response = httpx.post(
+            url, json=entry.payload.get("body", {}), timeout=SEND_TIMEOUT,
+            follow_redirects=False,
+            headers={"Idempotency-Key": entry.idempotency_key, "User-Agent": USER_AGENT},
+        )
+    except ValueError as exc:
+        raise DeliveryError(str(exc)) from None
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"{type(exc).__name__}: {one_line(exc, 200)}") from None
+    if not 200 <= response.status_code < 300:
+        raise DeliveryError(f"HTTP {response.status_code} from the webhook")
+
+
+def _header(value: str) -> str:
+    """A header value with CR/LF (and every other control character) removed."""
+    return one_line(value, 900)
+
+
+def _send_email(entry: OutboxEntry, config: Config) -> None:
+    payload = entry.payload
+    message = EmailMessage()
+    message["From"] = _header(config.smtp.sender)
+    message["To"] = ", ".join(_header(a) for a in payload.get("to", []))
+    message["Subject"] = _header(payload.get("subject", "cm-console"))
+    message["Message-ID"] = f"<{entry.idempotency_key}@cm-console>"
+    message["X-CM-Console-Idempotency-Key"] = entry.idempotency_key
+    message.set_content(payload.get("body", ""))
+    smtp = config.smtp
+    try:
+        with smtplib.SMTP(smtp.host, smtp.port, timeout=SEND_TIMEOUT) as client:
+            if smtp.starttls:
+                client.starttls(context=ssl.create_default_context())
+            if smtp.username:
+                client.login(smtp.username, resolve_secret(smtp.password, "smtp.password"))
+            refused = client.send_message(message)
+    except (OSError, smtplib.SMTPException, ValueError) as exc:
+        raise DeliveryError(f"SMTP {smtp.host}:{smtp.port}: {one_line(exc, 200)}") from None
+    if refused:
+        raise DeliveryError(f"SMTP refused: {', '.join(refused)}")
