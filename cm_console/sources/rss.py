@@ -141,9 +141,12 @@ def parse_date(value: str | None) -> float | None:
 
 def _normalize(raw: dict[str, Any], base_url: str) -> ParsedEntry:
     """Raw parser fields → a capped, sanitized entry. Shared by both parsers."""
-    html = (raw.get("content") or raw.get("summary") or "")[:MAX_HTML]
+    # Stripped as feedparser strips it, so both paths store the same bytes.
+    html = ((raw.get("content") or "").strip() or (raw.get("summary") or "").strip())[:MAX_HTML]
     text = html_to_text(html, base_url, MAX_TEXT)
-    link = safe_url(raw.get("link"), base_url)
+    # No link: a guid/id that may serve as one (RSS isPermaLink, Atom id), if it is a full
+    # http(s) URL. feedparser would also take "1" and resolve it into a bogus base/1.
+    link = safe_url(raw.get("link"), base_url) or safe_url(raw.get("permalink"))
     guid = one_line(raw.get("id"), MAX_GUID)
     title = _title_text(raw.get("title") or "")
     if guid:
@@ -182,6 +185,11 @@ def _text(el: Any) -> str:
     return "".join(el.itertext()) if el is not None else ""
 
 
+def _attr(el: Any, name: str, default: str) -> str:
+    """An attribute by case-insensitive name (feedparser lowercases attribute names)."""
+    return next((v for k, v in el.attrib.items() if k.lower() == name), default)
+
+
 def _atom_content(el: Any) -> str:
     if el is None:
         return ""
@@ -201,6 +209,8 @@ def _atom_content(el: Any) -> str:
 def _fast_parse(body: bytes) -> list[dict[str, Any]]:
     from lxml import etree
 
+    if b"xml:base" in body:
+        raise _NotFast("xml:base")  # feedparser resolves links against it; this path does not
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False,
                              load_dtd=False, remove_comments=True, remove_pis=True)
     try:
@@ -226,6 +236,8 @@ def _fast_parse(body: bytes) -> list[dict[str, Any]]:
             content = item.find(_CONTENT + "encoded")
             raw.append({
                 "id": _text(guid).strip(),
+                "permalink": _text(guid).strip() if guid is not None and _attr(
+                    guid, "ispermalink", "true") == "true" else "",
                 "title": _text(item.find("title")),
                 "link": _text(item.find("link")).strip(),
                 "author": _text(author).strip(),
@@ -248,6 +260,7 @@ def _fast_parse(body: bytes) -> list[dict[str, Any]]:
                 date = entry.find(_ATOM + "updated")
             raw.append({
                 "id": _text(entry.find(_ATOM + "id")).strip(),
+                "permalink": _text(entry.find(_ATOM + "id")).strip(),
                 "title": _atom_content(entry.find(_ATOM + "title")),
                 "link": link,
                 "author": _text(name).strip(),
@@ -261,7 +274,7 @@ def _fast_parse(body: bytes) -> list[dict[str, Any]]:
                 break
             content = item.find(_CONTENT + "encoded")
             raw.append({
-                "id": "",
+                "id": (item.get(_RDF + "about") or "").strip(),  # feedparser's id too
                 "title": _text(item.find(_RSS1 + "title")),
                 "link": _text(item.find(_RSS1 + "link")).strip(),
                 "author": _text(item.find(_DC + "creator")).strip(),
@@ -277,8 +290,34 @@ def _fast_parse(body: bytes) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- reference path
 
 
+def _ignore_media_text(feedparser: Any) -> None:
+    """Keep feedparser from filing media:title / media:description as the entry's own.
+
+    feedparser treats them as a second <title>/<description>: a Mastodon post with an image
+    came out as the image's alt text instead of the post. The fast path ignores media:*
+    text; this makes the reference do the same (the text lands in unused keys).
+    """
+    ns = getattr(getattr(feedparser, "namespaces", None), "mediarss", None)
+    cls = getattr(ns, "Namespace", None)
+    if cls is None or getattr(cls, "_cm_console_quiet", False):
+        return
+
+    def start(name: str) -> Any:
+        return lambda self, attrs_d: self.push(name, 1)
+
+    def end(name: str) -> Any:
+        return lambda self: self.pop(name)
+
+    cls._start_media_title, cls._end_media_title = start("media_title"), end("media_title")
+    cls._start_media_description = start("media_description")
+    cls._end_media_description = end("media_description")
+    cls._cm_console_quiet = True
+
+
 def _feedparser_parse(body: bytes) -> list[dict[str, Any]]:
     import feedparser
+
+    _ignore_media_text(feedparser)
 
     # No base URL (links are resolved in _normalize, the same way for both paths), no
     # feedparser HTML sanitizing (we never render HTML; html_to_text extracts text).
@@ -295,8 +334,13 @@ def _feedparser_parse(body: bytes) -> list[dict[str, Any]]:
         raw.append({
             "id": entry.get("id", ""),
             "title": entry.get("title", ""),
-            "link": entry.get("link", ""),
-            "author": entry.get("author", ""),
+            # The first alternate <link> as written (entry.link may be the guid instead).
+            "link": next((ln.get("href", "") for ln in entry.get("links") or ()
+                          if ln.get("rel", "alternate") == "alternate"), ""),
+            "permalink": entry.get("id", "") if entry.get("guidislink") else "",
+            # Atom's <name> alone, as the fast path reads it (feedparser's "author" appends
+            # the e-mail address: "Mei Chen (mei@example.com)").
+            "author": (entry.get("author_detail") or {}).get("name") or entry.get("author", ""),
             "published": calendar.timegm(published) if published else None,
             "content": content[0].get("value", "") if content else "",
             "summary": entry.get("summary", ""),
