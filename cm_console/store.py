@@ -151,6 +151,13 @@ def _keep_copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def _empty_tables() -> dict[str, dict[str, Any]]:
+    """A new store's snapshot: generation 0, no rows."""
+    data: dict[str, dict[str, Any]] = {t: {} for t in TABLES}
+    data["meta"]["store"] = {"schema": SCHEMA_VERSION, "gen": 0, "created": time.time()}
+    return data
+
+
 def _sig(path: Path) -> tuple[int, int, int] | None:
     try:
         st = path.stat()
@@ -237,7 +244,8 @@ class Store:
 
     def _read_snapshot(self, path: Path) -> dict[str, Any]:
         """Parse a snapshot file, or raise StoreCorrupt explaining why it cannot be used."""
-        backup = self.bak_path.exists() and path != self.bak_path
+        backup = path != self.bak_path and (self.bak_path.exists()
+                                            or self._journal_has_everything())
         try:
             raw = path.read_bytes()
         except OSError as exc:
@@ -265,10 +273,9 @@ class Store:
         if not self.path.exists():
             if self.bak_path.exists() or self.journal_path.exists():
                 raise StoreCorrupt(self.path, "the store file is missing but its journal or "
-                                   "backup exists", self.bak_path.exists())
-            self._data = {t: {} for t in TABLES}
-            self._data["meta"]["store"] = {"schema": SCHEMA_VERSION, "gen": 0,
-                                           "created": time.time()}
+                                   "backup exists",
+                                   self.bak_path.exists() or self._journal_has_everything())
+            self._data = _empty_tables()
             _atomic_write(self.path, orjson.dumps(self._data))
         self._install(self._read_snapshot(self.path))
         self._snap_sig = _sig(self.path)
@@ -346,17 +353,37 @@ class Store:
             return  # nothing to recover
         except StoreCorrupt:
             pass
-        if not self.bak_path.exists():
+        from_journal = not self.bak_path.exists()
+        if from_journal and not self._journal_has_everything():
             raise StoreCorrupt(self.path, "damaged, and no backup copy exists", False)
         if self.path.exists():
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             os.replace(self.path, aside)
             self.recovered_from = str(aside)
+        if from_journal:
+            # Never compacted: the empty generation-0 snapshot plus the journal is the whole
+            # store. Writing that snapshot first makes the compaction below keep the usual
+            # .bak + .journal.bak pair.
+            _atomic_write(self.path, orjson.dumps(_empty_tables()))
+            self._install(self._read_snapshot(self.path))
+            self._replay_journal(self.journal_path, from_start=True, gen=0)
+            self._compact_locked()
+            return
         self._install(self._read_snapshot(self.bak_path))
         bak_gen = self._gen
         self._replay_journal(self.journal_bak_path, from_start=True, gen=bak_gen)
         self._replay_journal(self.journal_path, from_start=True, gen=bak_gen + 1)
         self._compact_locked()
+
+    def _journal_has_everything(self) -> bool:
+        """True when the journal starts at generation 0, the empty snapshot every store is
+        created with: a store never compacted keeps every committed change there."""
+        try:
+            with open(self.journal_path, "rb") as fh:
+                header = _decode_line(fh.readline(256))
+        except OSError:
+            return False
+        return isinstance(header, dict) and header.get("gen") == 0
 
     # ------------------------------------------------------------------ change application
 

@@ -213,9 +213,39 @@ def test_missing_snapshot_with_journal_is_not_treated_as_new(tmp_path: Path) -> 
     _assert_full_history(Store(path, recover=True))
 
 
-def test_damage_without_backup_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", [b"", b"garbage"])
+def test_never_compacted_store_is_recovered_from_its_journal(tmp_path: Path,
+                                                             damage: bytes) -> None:
+    """No .bak yet (small stores may not compact for weeks), but the journal has it all."""
     path = tmp_path / "s.json"
-    Store(path).add_items([new_item("blog", "id:1")])
+    store = Store(path)
+    store.add_items([new_item("blog", f"id:{i}") for i in range(3)])
+    store.update_item(item_id("blog", "id:1"), {"state": "done"}, actor="ann", action="state")
+    assert not store.bak_path.exists()
+    path.write_bytes(damage)
+    with pytest.raises(StoreCorrupt) as info:
+        Store(path)
+    assert info.value.backup is True and "--recover" in str(info.value)
+    recovered = Store(path, recover=True)
+    assert recovered.item_count() == 3
+    assert recovered.get_item(item_id("blog", "id:1")).state == "done"  # type: ignore[union-attr]
+    assert [e.actor for e in recovered.events()] == ["ann"]
+    assert Path(recovered.recovered_from).read_bytes() == damage
+    reopened = Store(path)
+    assert reopened.item_count() == 3
+    # The usual last-good pair exists again, so a second accident is recoverable too.
+    reopened.add_items([new_item("blog", "id:9")])
+    path.write_bytes(b"")
+    assert Store(path, recover=True).item_count() == 4
+
+
+def test_damage_without_any_copy_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    store = Store(path)
+    store.add_items([new_item("blog", "id:1")])
+    store.compact()  # the journal now starts after generation 0 ...
+    store.bak_path.unlink()  # ... and the last good copy is gone
+    store.journal_bak_path.unlink()
     path.write_bytes(b"")
     with pytest.raises(StoreCorrupt) as info:
         Store(path)
@@ -223,7 +253,7 @@ def test_damage_without_backup_says_so(tmp_path: Path) -> None:
     assert "No backup copy" in str(info.value)
     with pytest.raises(StoreCorrupt):
         Store(path, recover=True)
-    assert path.read_bytes() == b""
+    assert path.read_bytes() == b""  # still never replaced by an empty store
 
 
 @pytest.mark.parametrize("torn", [b'0badc0de [["put","items"', b"123", b"\x00\x00\x00",
