@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email
+import json
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 import yaml
@@ -96,10 +100,17 @@ templates:
     title: Private follow-up
     visibility: private
     body: "Hi {{author}}, this is {{agent}} from Tessel. About your post ({{link}}): could you send the e-mail on your account so I can check? Case {{case}}."
+  - id: sorry-public
+    title: Public apology, moving to private
+    body: "I'm sorry about this, {{author}}. I've sent you a private message so we can sort it out. ({{case}})"
+support_email: support@tessel.example
+smtp: {{host: 127.0.0.1, port: {smtp_port}, from: community@tessel.example}}
+undo_window: 10s
 escalation:
   targets:
-    - {{id: pr, name: PR desk, email: [pr@tessel.example]}}
+    - {{id: pr, name: PR desk, webhook: "{webhook}", email: [pr@tessel.example]}}
     - {{id: security, name: Security team, email: [security@tessel.example]}}
+    - {{id: product, name: Product team, webhook: "{webhook}"}}
 """
 
 
@@ -109,16 +120,57 @@ class DemoEnv:
     store: Store
     server: FeedServer
     folder: Path
+    received: list[str] = field(default_factory=list)  # what the local sinks accepted
+
+
+class _MailSink:
+    """aiosmtpd handler: keeps a one-line summary of every message the demo 'sends'."""
+
+    def __init__(self, received: list[str]):
+        self.received = received
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content)
+        self.received.append(f"{time.strftime('%H:%M:%S')}  e-mail to "
+                             f"{', '.join(envelope.rcpt_tos)}: {message.get('Subject', '')}")
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
 def demo_env(actor: str = "you", folder: Path | None = None) -> Iterator[DemoEnv]:
     """Start the demo's feed server, write its config, open its store; clean up after."""
+    from aiosmtpd.controller import Controller
+
     data = _load_demo_data()
     own_folder = folder is None
     folder = folder or Path(tempfile.mkdtemp(prefix="cm-console-demo-"))
     now = time.time()
-    with FeedServer() as server:
+    received: list[str] = []
+    smtp_port = _free_port()
+    smtp = Controller(_MailSink(received), hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    with contextlib.ExitStack() as stack:
+        stack.callback(smtp.stop)
+        server = stack.enter_context(FeedServer())
+
+        def webhook(req: Any) -> None:
+            size = min(int(req.headers.get("Content-Length") or 0), 1_000_000)
+            try:
+                text = json.loads(req.rfile.read(size)).get("text", "")
+            except ValueError:
+                text = "(not JSON)"
+            received.append(f"{time.strftime('%H:%M:%S')}  webhook: {text}")
+            req.send_response(200)
+            req.send_header("Content-Length", "0")
+            req.end_headers()
+
+        webhook_url = server.route("/hooks/demo", webhook)
         sources = []
         for feed in data["feeds"]:
             url = server.add(feed["path"], render_feed(feed, now),
@@ -132,12 +184,13 @@ def demo_env(actor: str = "you", folder: Path | None = None) -> Iterator[DemoEnv
         safe_actor = "".join(c for c in actor if c.isalnum() or c in "_.-")[:40] or "you"
         config_path = folder / "cm-console.yaml"
         config_path.write_text(DEMO_CONFIG.format(store=yaml.safe_dump(str(folder / "demo.db.json")).split("\n")[0],
-                                                  sources="\n".join(lines), actor=safe_actor),
+                                                  sources="\n".join(lines), actor=safe_actor,
+                                                  smtp_port=smtp_port, webhook=webhook_url),
                                encoding="utf-8")
         config = load_config(config_path)
         store = Store(config.store)
         try:
-            yield DemoEnv(config, store, server, folder)
+            yield DemoEnv(config, store, server, folder, received)
         finally:
             if own_folder:
                 shutil.rmtree(folder, ignore_errors=True)

@@ -43,6 +43,7 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("undo", "u", "undo", "Undo", False),
     KeySpec("note", "N", "note", "Note", False),
     KeySpec("sources", "S", "sources", "Sources", False),
+    KeySpec("outbox", "O", "outbox", "Outbox", False),
     KeySpec("views.next", "tab", "focus_next_pane", "Next pane", False),
     KeySpec("help", "question_mark", "help", "Help"),
     KeySpec("back", "q,escape", "back", "Back/Quit"),

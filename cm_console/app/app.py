@@ -19,20 +19,23 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Label
 from textual.worker import Worker, WorkerState
 
-from .. import actions
-from ..config import Config
+from .. import actions, delivery, templates
+from ..config import Config, Template
 from ..keymap import KEYS
 from ..models import Item
 from ..poller import CycleReport, Poller, SourceResult
 from ..sanitize import one_line
 from ..store import Store, StoreError
 from ..views import Filter, View, standard_views, view_count, view_ids
+from .compose import ComposeScreen, OutboxScreen, ReviewScreen, TemplatePickerScreen
 from .screens import FilterScreen, HelpScreen, PickScreen, PromptScreen, ReaderScreen, SourcesScreen
 from .widgets import DetailPane, ItemList, StatusBar, ViewsList, render_item
 
@@ -69,7 +72,8 @@ class InboxScreen(Screen[None]):
         if spec.action in {
             "cursor_down", "cursor_up", "cursor_top", "cursor_bottom", "page_down", "page_up",
             "open_item", "next_new", "prev_new", "search", "filter", "open_browser",
-            "copy_link", "assign", "tag", "snooze", "done", "undo", "note", "back",
+            "copy_link", "assign", "tag", "snooze", "done", "undo", "note", "back", "reply",
+            "route_private", "escalate",
         }
     ]
 
@@ -369,15 +373,168 @@ class InboxScreen(Screen[None]):
                              chosen)
 
 
+    # ------------------------------------------------------------------ answering flows
+
+    def _render_template(self, item: Item, template: Template) -> str:
+        config = self.cm.config
+        member = config.member(self.cm.actor)
+        source = config.source(item.source)
+        values = templates.values_for(item, self.cm.actor, member.name if member else
+                                      self.cm.actor, source.label if source else item.source)
+        return templates.render(template, values)
+
+    async def _draft(self, item: Item, title: str, visibility: str) -> tuple[Template | None,
+                                                                             str] | None:
+        """Pick a template, then edit its rendering. None when the agent cancels."""
+        config = self.cm.config
+        fitting = templates.templates_for(config, item.source_type, visibility)
+        template: Template | None = None
+        text = ""
+        if fitting:
+            template = await self.app.push_screen_wait(TemplatePickerScreen(
+                f"{title}: choose a {visibility} template", fitting,
+                lambda t: self._render_template(item, t)))
+            if template is None:
+                return None
+            try:
+                text = self._render_template(item, template)
+            except templates.TemplateError as exc:
+                self.notify(str(exc), severity="error")
+                return None
+        limit = templates.length_limit(template, config.source(item.source),
+                                       item.source_type) if visibility == "public" else None
+        edited = await self.app.push_screen_wait(ComposeScreen(
+            f"{title} — {one_line(item.author, 40)} on {item.source}", text, limit,
+            lambda t: templates.length(t, item.source_type)))
+        return None if edited is None else (template, edited)
+
+    @work(exclusive=True, group="compose")
+    async def action_reply(self) -> None:
+        item = self.current()
+        if item is None:
+            return
+        written = await self._draft(item, "Reply", "public")
+        while written is not None:
+            template, text = written
+            summary = Text()
+            summary.append(f"Reply to {one_line(item.author, 60)} on {item.source}\n",
+                           style="bold")
+            summary.append(f"{one_line(item.url, 200)}\n\n", style="dim")
+            summary.append(text + "\n\n")
+            summary.append("No reply API for this source: the text goes to the clipboard and "
+                           "the post opens in your browser; the item is marked replied.",
+                           style="italic")
+            choice = await self.app.push_screen_wait(ReviewScreen(summary))
+            if choice == "edit":
+                limit = templates.length_limit(template, self.cm.config.source(item.source),
+                                               item.source_type)
+                edited = await self.app.push_screen_wait(ComposeScreen(
+                    "Reply", text, limit, lambda t: templates.length(t, item.source_type)))
+                written = None if edited is None else (template, edited)
+                continue
+            if choice != "send":
+                self.notify("Reply discarded.", timeout=2)
+                return
+            sent = self.cm.perform(partial(actions.reply, config=self.cm.config), item.id,
+                                   text, template=template)
+            if sent is not None:
+                self.app.copy_to_clipboard(sent.text)
+                if item.url:
+                    self.app.open_url(item.url)
+                self.notify("Reply copied: paste it in the browser tab. Marked replied "
+                            "(u undoes).", timeout=5)
+            return
+
+    @work(exclusive=True, group="compose")
+    async def action_route_private(self) -> None:
+        item = self.current()
+        if item is None:
+            return
+        config = self.cm.config
+        if not config.support_email:
+            self.notify("No private channel for this source and no support_email in the config.",
+                        severity="error")
+            return
+        public = await self._draft(item, "Public acknowledgement", "public")
+        if public is None:
+            return
+        private = await self._draft(item, "Private message", "private")
+        if private is None:
+            return
+        summary = Text()
+        summary.append("Public acknowledgement (clipboard + browser):\n", style="bold")
+        summary.append(public[1] + "\n\n")
+        summary.append(f"Private message: e-mail hand-off to {config.support_email}\n",
+                       style="bold")
+        summary.append(private[1] + "\n\n")
+        summary.append(f"Leaves after {config.undo_window:.0f}s (u undoes until then).",
+                       style="italic")
+        if await self.app.push_screen_wait(ReviewScreen(summary)) != "send":
+            self.notify("Nothing sent.", timeout=2)
+            return
+        sent = self.cm.perform(partial(actions.route_private, config=config), item.id,
+                               public_text=public[1], private_text=private[1],
+                               public_template=public[0], private_template=private[0])
+        if sent is not None:
+            self.app.copy_to_clipboard(sent.text)
+            if item.url:
+                self.app.open_url(item.url)
+            self.notify("Routed private: acknowledgement copied, hand-off queued "
+                        f"({config.undo_window:.0f}s to undo with u).", timeout=5)
+
+    @work(exclusive=True, group="compose")
+    async def action_escalate(self) -> None:
+        item = self.current()
+        if item is None:
+            return
+        config = self.cm.config
+        if not config.escalation_targets:
+            self.notify("No escalation targets in the config (escalation.targets).",
+                        severity="error")
+            return
+        choices = []
+        for t in config.escalation_targets:
+            routes = (["webhook"] if t.webhook else []) + t.email
+            choices.append((t.id, f"{t.name}  ({', '.join(routes)})"))
+        target = await self.app.push_screen_wait(PickScreen("Escalate to", choices))
+        if not target:
+            return
+        reason = await self.app.push_screen_wait(PromptScreen(
+            "Why? (the target sees this with the post)", placeholder="reason"))
+        if not reason or not reason.strip():
+            self.notify("An escalation needs a reason.", severity="warning")
+            return
+        priority = await self.app.push_screen_wait(PickScreen(
+            "Priority", [("normal", "normal"), ("high", "high"), ("urgent", "urgent"),
+                         ("low", "low")]))
+        if not priority:
+            return
+        summary = Text()
+        summary.append(f"Escalate to {target} ({priority})\n\n", style="bold")
+        summary.append(f"Reason: {reason}\n")
+        summary.append(f"Post: {one_line(item.title, 120)}\n{one_line(item.url, 200)}\n\n")
+        summary.append(f"Leaves after {config.undo_window:.0f}s (u undoes until then).",
+                       style="italic")
+        if await self.app.push_screen_wait(ReviewScreen(summary)) != "send":
+            self.notify("Nothing sent.", timeout=2)
+            return
+        sent = self.cm.perform(partial(actions.escalate, config=config), item.id, target,
+                               reason, priority=priority)
+        if sent is not None:
+            self.notify(f"Escalated to {target}: {len(sent.outbox)} message(s) queued "
+                        f"({config.undo_window:.0f}s to undo with u).", timeout=5)
+
+
 class ItemCommands(Provider):
     """Command palette: the actions that apply to the highlighted item, and global ones."""
 
     def _commands(self) -> list[tuple[str, str, Any]]:
         app: CMConsoleApp = self.app  # type: ignore[assignment]
-        screen = app.screen
+        screen = self.screen  # the screen the palette was opened on (app.screen is the palette)
         out: list[tuple[str, str, Any]] = [
             ("Poll now", "fetch every source now", app.action_poll_now),
             ("Sources", "poll state and errors of every source", app.action_sources),
+            ("Outbox", "pending and failed deliveries", app.action_outbox),
             ("Help", "every key", app.action_help),
         ]
         if isinstance(screen, InboxScreen):
@@ -386,6 +543,9 @@ class ItemCommands(Provider):
                 title = one_line(item.title, 40)
                 out = [
                     ("Mark done" if item.state != "done" else "Reopen", title, screen.action_done),
+                    ("Reply…", title, screen.action_reply),
+                    ("Route private…", title, screen.action_route_private),
+                    ("Escalate…", title, screen.action_escalate),
                     ("Snooze…", title, screen.action_snooze),
                     ("Tag…", title, screen.action_tag),
                     ("Assign…", title, screen.action_assign),
@@ -401,16 +561,20 @@ class ItemCommands(Provider):
                     for v in app.views]
         return out
 
+    # The palette renders help as markup and str displays as markup too: item titles are
+    # strangers' text, so help is escaped and displays are plain Content.
+
     async def discover(self) -> Hits:
         for name, help_text, callback in self._commands():
-            yield DiscoveryHit(name, callback, help=help_text)
+            yield DiscoveryHit(Content(name), callback, text=name, help=escape(help_text))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for name, help_text, callback in self._commands():
             score = matcher.match(name)
             if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+                yield Hit(score, matcher.highlight(name), callback, text=name,
+                          help=escape(help_text))
 
 
 class CMConsoleApp(App[int]):
@@ -422,7 +586,7 @@ class CMConsoleApp(App[int]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
     BINDINGS = [
         Binding(spec.keys, spec.action, spec.description, show=spec.show, id=spec.id)
-        for spec in KEYS if spec.action in {"poll_now", "sources", "help"}
+        for spec in KEYS if spec.action in {"poll_now", "sources", "help", "outbox"}
     ]
 
     def __init__(self, config: Config, store: Store, actor: str, *, demo: Any = None,
@@ -436,11 +600,19 @@ class CMConsoleApp(App[int]):
         self.views = standard_views(config)
         self.poller = Poller(config, store)
         self.polling = False
+        self.delivering = False
         self.poll_progress = ""
         self.last_report: CycleReport | None = None
         self._last_wake = 0.0
         self._reload_pending = False
         self.member_names = {m.id: m.name for m in config.team}
+
+    def notify(self, message: object, *, title: str = "", severity: Any = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Every notification is plain text, whatever the caller says: they quote titles and
+        errors written by strangers, which must never be parsed as markup."""
+        super().notify(str(message), title=title, severity=severity, timeout=timeout,
+                       markup=False)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -470,7 +642,60 @@ class CMConsoleApp(App[int]):
             self.refresh_inbox()
         if not self.polling and self.poller.due():
             self.poll_sources(only_due=True)
+        if not self.delivering and self._outbox_due():
+            self.deliver_outbox()
         self.update_status()
+
+    def _outbox_due(self) -> bool:
+        now = time.time()
+        return any(e.next_attempt <= now and e.lease_until <= now
+                   for e in self.store.outbox(["pending"]))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="deliver",
+          description="Delivering the outbox")
+    def deliver_outbox(self) -> None:
+        self.delivering = True
+        try:
+            results = delivery.deliver_due(self.store, self.config)
+        finally:
+            self.delivering = False
+        self.call_from_thread(self._delivered, results)
+
+    def _delivered(self, results: list[delivery.DeliveryResult]) -> None:
+        for result in results:
+            what = f"{result.entry.kind} to {result.entry.target}"
+            if result.ok:
+                self.notify(f"Delivered {what}.", timeout=3)
+            else:
+                self.notify(Text(f"Not delivered yet ({what}): {one_line(result.error, 120)}; "
+                                 "will retry."), severity="warning", timeout=5)
+        self.refresh_inbox()
+        self.update_status()
+        if isinstance(self.screen, OutboxScreen):
+            self.screen.fill(self.store.outbox(), self._received())
+
+    def _received(self) -> list[str] | None:
+        return self.demo.received if self.demo is not None else None
+
+    def action_outbox(self) -> None:
+        if isinstance(self.screen, OutboxScreen):
+            return
+        self.push_screen(OutboxScreen(self.store.outbox(), self._received()))
+
+    def retry_outbox(self) -> None:
+        changed = delivery.retry(self.store, None, self.actor)
+        self.notify(f"{len(changed)} failed deliver{'y' if len(changed) == 1 else 'ies'} "
+                    "due again.", timeout=3)
+        if changed and not self.delivering:
+            self.deliver_outbox()
+
+    def cancel_outbox(self, entry_id: str) -> None:
+        if delivery.cancel(self.store, entry_id, self.actor):
+            self.notify("Cancelled.", timeout=2)
+        else:
+            self.notify("Only entries not yet attempted can be cancelled.", severity="warning")
+        if isinstance(self.screen, OutboxScreen):
+            self.screen.fill(self.store.outbox(), self._received())
 
     # ------------------------------------------------------------------ polling
 
@@ -536,10 +761,18 @@ class CMConsoleApp(App[int]):
         events = self.store.events(item=item.id)
         return body, events, self.store.thread_items(item.thread), self.member_names
 
-    def perform(self, fn: Any, *args: Any) -> Any:
-        """Run a core action as me; refresh the inbox; show errors instead of crashing."""
+    def perform(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a core action as me; refresh the inbox; show errors instead of crashing.
+
+        Core actions take ``(store, *args, actor, **kwargs)``; functions that need the
+        config get it bound with ``functools.partial(fn, config=...)``.
+        """
         try:
-            result = fn(self.store, *args, self.actor) if args else fn(self.store, self.actor)
+            if isinstance(fn, partial) and "config" in fn.keywords:
+                config = fn.keywords["config"]
+                result = fn.func(self.store, config, *args, self.actor, **kwargs)
+            else:
+                result = fn(self.store, *args, self.actor, **kwargs)
         except (KeyError, ValueError, StoreError) as exc:
             self.notify(Text(str(exc.args[0] if isinstance(exc, KeyError) else exc)),
                         severity="error", timeout=6)
@@ -582,6 +815,12 @@ class CMConsoleApp(App[int]):
             text.append("not polled yet (R polls)")
         counts = self.store.counts()["state"]
         text.append(f" · {counts.get('new', 0)} unread")
+        waiting = self.store.outbox(["pending", "failed"])
+        if waiting:
+            failed = sum(1 for e in waiting if e.status == "failed" or e.last_error)
+            text.append(f" · outbox {len(waiting)}" + (f" ({failed} failing, O)" if failed
+                                                        else ""),
+                        style="bold yellow" if failed else "")
         if self.demo is not None:
             text.append(" · DEMO: sample data on 127.0.0.1", style="italic")
         text.append(f" · {self.member_names.get(self.actor, self.actor)}", style="dim")
