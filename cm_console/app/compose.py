@@ -111,8 +111,9 @@ class ComposeScreen(ModalScreen[str | None]):
     """Edit the text with a live length counter; ctrl+s reviews, ctrl+e opens $EDITOR."""
 
     BINDINGS = [
-        Binding("ctrl+s", "done", "Review", id="compose.review"),
-        Binding("ctrl+e", "external", "$EDITOR", id="compose.editor"),
+        # priority: the TextArea would otherwise take ctrl+e (end of line) and ctrl+s.
+        Binding("ctrl+s", "done", "Review", id="compose.review", priority=True),
+        Binding("ctrl+e", "external", "$EDITOR", id="compose.editor", priority=True),
         Binding("escape", "cancel", "Cancel", id="compose.cancel"),
     ]
 
