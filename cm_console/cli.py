@@ -160,7 +160,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from . import opml
 
         if args.opml_command == "import":
-            added = opml.import_into_config(config, Path(args.file))
+            try:
+                added = opml.import_into_config(config, Path(args.file))
+            except (OSError, ValueError) as exc:  # unreadable file, not OPML, a DTD...
+                detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                raise CliError(f"cannot import {args.file}: {detail}") from None
             print(f"added {len(added)} source(s): {', '.join(added) or '-'}")
             return EXIT_OK
         text = opml.export_opml(config)
