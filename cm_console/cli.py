@@ -123,6 +123,17 @@ def _parser() -> argparse.ArgumentParser:
     log.add_argument("--limit", type=int, default=100, metavar="N", help="newest N (0: all)")
     log.add_argument("--json", action="store_true")
 
+    report = sub.add_parser("report", help="volume, response times, SLA, escalations")
+    report.add_argument("--since", metavar="DURATION", help="e.g. 7d, 24h (default: 7d)")
+    report.add_argument("--from", dest="start", metavar="DATE", help="YYYY-MM-DD (local)")
+    report.add_argument("--to", dest="end", metavar="DATE", help="YYYY-MM-DD, exclusive")
+    report.add_argument("--format", default="md", choices=("md", "html", "csv", "json"))
+    report.add_argument("-o", "--output", metavar="FILE")
+
+    digest = sub.add_parser("digest", help="a short daily summary (print or e-mail)")
+    digest.add_argument("--email", nargs="*", metavar="ADDRESS",
+                        help="send it (default: every team member with an e-mail)")
+
     state = sub.add_parser("mark", help="set an item's state (done, open, ...)")
     state.add_argument("id")
     state.add_argument("state", choices=STATES)
@@ -181,7 +192,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_app(config, store, actor=actor)
     handler = {"poll": cmd_poll, "items": cmd_items, "show": cmd_show, "sources": cmd_sources,
                "mark": cmd_mark, "reply": cmd_reply, "route-private": cmd_route_private,
-               "escalate": cmd_escalate, "outbox": cmd_outbox, "log": cmd_log}[args.command]
+               "escalate": cmd_escalate, "outbox": cmd_outbox, "log": cmd_log,
+               "report": cmd_report, "digest": cmd_digest}[args.command]
     return handler(args, config, store, actor)
 
 
@@ -575,3 +587,53 @@ def cmd_log(args: argparse.Namespace, config: Config, store: Store, actor: str) 
             print(f"{_when(event.ts)}  {event.actor:<12} {event.action:<16} {event.item}  "
                   f"{extra}".rstrip())
     return EXIT_OK
+
+
+def _date(text: str, what: str) -> float:
+    try:
+        return time.mktime(time.strptime(text, "%Y-%m-%d"))
+    except ValueError:
+        raise CliError(f'{what}: expected a date like 2026-11-24, got "{text}"') from None
+
+
+def cmd_report(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
+    from .models import parse_duration
+    from .reports import build_report, render
+
+    now = time.time()
+    if args.start or args.end:
+        if args.since:
+            raise CliError("use --since or --from/--to, not both")
+        start = _date(args.start, "--from") if args.start else 0.0
+        end = _date(args.end, "--to") if args.end else now
+    else:
+        try:
+            start = now - parse_duration(args.since or "7d")
+        except ValueError as exc:
+            raise CliError(f"--since: {exc}") from None
+        end = now + 1
+    text = render(build_report(store, config, start, end, now), args.format)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_digest(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
+    from .reports import digest_text
+
+    text = digest_text(store, config)
+    if args.email is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    to = args.email or [m.email for m in config.team if m.email]
+    if not to:
+        raise CliError("nobody to send the digest to: pass addresses or give team members an "
+                       "email in the config")
+    from .delivery import enqueue
+
+    enqueue(store, "email", "", "digest", {"to": to, "subject": text.splitlines()[0],
+                                           "body": text}, actor)
+    return _deliver_now(store, config)

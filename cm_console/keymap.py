@@ -44,6 +44,7 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("note", "N", "note", "Note", False),
     KeySpec("sources", "S", "sources", "Sources", False),
     KeySpec("outbox", "O", "outbox", "Outbox", False),
+    KeySpec("dashboard", "D", "dashboard", "Dashboard", False),
     KeySpec("views.next", "tab", "focus_next_pane", "Next pane", False),
     KeySpec("help", "question_mark", "help", "Help"),
     KeySpec("back", "q,escape", "back", "Back/Quit"),

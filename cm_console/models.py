@@ -55,6 +55,7 @@ class Item:
     parent: str = ""  # id of the item this one answers, when known
     updated: float = 0.0  # last time anyone changed this item
     extra: dict[str, Any] = field(default_factory=dict)  # source-specific ids (status id...)
+    body: list[int] | None = None  # the store's [offset, length] of the body; not for display
 
     def to_doc(self) -> dict[str, Any]:
         """JSON-ready dict (the store's document form)."""

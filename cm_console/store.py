@@ -496,7 +496,10 @@ class Store:
 
     @staticmethod
     def _item(doc: dict[str, Any]) -> Item:
-        return Item(**{k: doc[k] for k in _ITEM_FIELDS if k in doc})
+        try:
+            return Item(**doc)  # the common case: a document written by this version
+        except TypeError:  # older/newer fields: take what this version knows
+            return Item(**{k: doc[k] for k in _ITEM_FIELDS if k in doc})
 
     def get_item(self, item_id: str) -> Item | None:
         doc = self._data["items"].get(item_id)

@@ -36,6 +36,7 @@ from ..sanitize import one_line
 from ..store import Store, StoreError
 from ..views import Filter, View, standard_views, view_count, view_ids
 from .compose import ComposeScreen, OutboxScreen, ReviewScreen, TemplatePickerScreen
+from .dashboard import DashboardScreen
 from .screens import FilterScreen, HelpScreen, PickScreen, PromptScreen, ReaderScreen, SourcesScreen
 from .widgets import DetailPane, ItemList, StatusBar, ViewsList, render_item
 
@@ -535,6 +536,7 @@ class ItemCommands(Provider):
             ("Poll now", "fetch every source now", app.action_poll_now),
             ("Sources", "poll state and errors of every source", app.action_sources),
             ("Outbox", "pending and failed deliveries", app.action_outbox),
+            ("Dashboard", "volume, response times, SLA, escalations", app.action_dashboard),
             ("Help", "every key", app.action_help),
         ]
         if isinstance(screen, InboxScreen):
@@ -586,7 +588,7 @@ class CMConsoleApp(App[int]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
     BINDINGS = [
         Binding(spec.keys, spec.action, spec.description, show=spec.show, id=spec.id)
-        for spec in KEYS if spec.action in {"poll_now", "sources", "help", "outbox"}
+        for spec in KEYS if spec.action in {"poll_now", "sources", "help", "outbox", "dashboard"}
     ]
 
     def __init__(self, config: Config, store: Store, actor: str, *, demo: Any = None,
@@ -736,6 +738,8 @@ class CMConsoleApp(App[int]):
         self.update_status()
         if isinstance(self.screen, SourcesScreen):
             self.screen.fill(self.source_rows())
+        if isinstance(self.screen, DashboardScreen) and message.report.new_ids:
+            self.screen.recompute()
         errors = message.report.errors
         if errors:
             names = ", ".join(e.source for e in errors[:3])
@@ -832,6 +836,10 @@ class CMConsoleApp(App[int]):
         keys = {spec.id: spec.keys for spec in KEYS}
         keys.update(self.config.keys)
         self.push_screen(HelpScreen(keys))
+
+    def action_dashboard(self) -> None:
+        if not isinstance(self.screen, DashboardScreen):
+            self.push_screen(DashboardScreen())
 
     def action_sources(self) -> None:
         if isinstance(self.screen, SourcesScreen):
