@@ -99,17 +99,22 @@ def undo_last(store: Store, actor: str, item_id: str | None = None) -> tuple[Ite
             continue
         if event.action not in UNDOABLE or "before" not in event.data:
             continue
-        cancelled: list[str] = []
-        for entry_id in event.data.get("outbox", []):
-            from .delivery import cancel
+        from .delivery import cancel
 
-            entry = store.get_outbox(entry_id)
-            if entry is not None and entry.status == "delivered":
-                raise ValueError(f"{event.action} already left the outbox; it cannot be undone")
-            if entry is not None and entry.status == "pending" and not cancel(store, entry_id,
-                                                                              actor):
+        entries = [e for e in map(store.get_outbox, event.data.get("outbox", [])) if e]
+        # Look at every entry before cancelling any: all of the action goes back, or none.
+        if any(e.status == "delivered" for e in entries):
+            raise ValueError(f"{event.action} already left the outbox; it cannot be undone")
+        tried = next((e for e in entries if e.status in ("pending", "failed") and e.attempts),
+                     None)
+        if tried is not None:  # the far side may have it (a timeout, a 500 after accepting)
+            raise ValueError(f"{event.action} was already attempted ({tried.attempts}x, last: "
+                             f"{tried.last_error or 'no answer'}); it cannot be undone")
+        cancelled: list[str] = []
+        for entry in entries:
+            if entry.status == "pending" and not cancel(store, entry.id, actor):
                 raise ValueError(f"{event.action} is being sent right now; it cannot be undone")
-            cancelled.append(entry_id)
+            cancelled.append(entry.id)
         item, logged = store.update_item(event.item, dict(event.data["before"]), actor=actor,
                                          action="undo", data={"undoes": event.id,
                                                               "undone_action": event.action,
@@ -180,6 +185,21 @@ def _slack_safe(value: object, max_len: int = 600) -> str:
     return text.replace("@", "@\u2060")  # a word joiner breaks @channel/@all/@here
 
 
+def _own_text(text: object, max_len: int = 20_000) -> str:
+    """The agent's outgoing text, made safe like any other but keeping zero-width joiners
+    (U+200C/U+200D): they hold emoji sequences (a family, a profession) and Indic or Persian
+    spellings together, and Bluesky counts such a sequence as one character."""
+    stand_in = {"\u200c": "\ufdd0", "\u200d": "\ufdd1"}  # noncharacters safe_text keeps
+    raw = "" if text is None else str(text)
+    raw = raw.replace("\ufdd0", "").replace("\ufdd1", "")
+    for joiner, other in stand_in.items():
+        raw = raw.replace(joiner, other)
+    clean = safe_text(raw, max_len)
+    for joiner, other in stand_in.items():
+        clean = clean.replace(other, joiner)
+    return clean
+
+
 def _commit(store: Store, item_id: str, changes: dict[str, Any], actor: str, action: str,
             data: dict[str, Any], outbox: list[tuple[str, str, dict[str, Any]]],
             delay: float) -> tuple[Item, list[OutboxEntry]]:
@@ -218,7 +238,7 @@ def reply(store: Store, config: Config, item_id: str, text: str, actor: str, *,
     item = store.get_item(item_id)
     if item is None:
         raise KeyError(f'no item "{item_id}"')
-    text = safe_text(text, 20_000)
+    text = _own_text(text)
     if not text:
         raise ValueError("the reply is empty")
     _check_length(text, config, item, template)
@@ -238,8 +258,8 @@ def route_private(store: Store, config: Config, item_id: str, actor: str, *,
     item = store.get_item(item_id)
     if item is None:
         raise KeyError(f'no item "{item_id}"')
-    public_text = safe_text(public_text, 20_000)
-    private_text = safe_text(private_text, 20_000)
+    public_text = _own_text(public_text)
+    private_text = _own_text(private_text)
     if public_text:
         _check_length(public_text, config, item, public_template)
     if not config.support_email:

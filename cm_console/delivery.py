@@ -109,16 +109,21 @@ def deliver_due(store: Store, config: Config, *, now: float | None = None,
             tx.patch("outbox", entry.id, {"lease_until": now + LEASE_SECONDS,
                                           "lease_owner": owner})
             claimed.append(entry)
-    results = []
-    for entry in claimed:
-        try:
-            _send(entry, config)
-        except DeliveryError as exc:
-            results.append(DeliveryResult(entry, False, str(exc)))
-        else:
-            results.append(DeliveryResult(entry, True))
-    if results:
-        _finish(store, results)
+    results: list[DeliveryResult] = []
+    try:
+        for entry in claimed:
+            try:
+                _send(entry, config)
+            except DeliveryError as exc:
+                results.append(DeliveryResult(entry, False, str(exc)))
+            except Exception as exc:  # one bad entry (e.g. a malformed ${URL}) is a failure
+                results.append(DeliveryResult(entry, False,
+                                              f"{type(exc).__name__}: {one_line(exc, 200)}"))
+            else:
+                results.append(DeliveryResult(entry, True))
+    finally:  # even when interrupted, what was sent is marked sent
+        if results:
+            _finish(store, results)
     return results
 
 

@@ -26,6 +26,9 @@ PLATFORM_LIMITS: dict[str, int | None] = {
     "hackernews": None, "rss": None,
 }
 _TOKEN = re.compile(r"\{\{|\}\}|\{([a-z_]+)\}")
+# What an empty value reads as when the template does not ``require`` it ("Thanks, there!").
+# Applied after the ``requires`` check, so ``requires: [author]`` can refuse an anonymous post.
+_FALLBACK = {"author": "there"}
 
 
 class TemplateError(ValueError):
@@ -54,7 +57,7 @@ def values_for(item: Item, agent_id: str, agent_name: str, source_label: str,
     """The placeholder values for one item, each sanitized to a single line."""
     handle = item.author_handle or (item.author if item.author.startswith("@") else "")
     return {
-        "author": one_line(item.author, 200) or "there",
+        "author": one_line(item.author, 200),
         "handle": one_line(handle, 200),
         "title": one_line(item.title, 300),
         "link": one_line(item.url, 2048),
@@ -81,27 +84,61 @@ def render(template: Template, values: dict[str, str]) -> str:
         if token == "}}":
             return "}"
         name = match.group(1)
-        return values[name] if name in TEMPLATE_FIELDS and name in values else token
+        if name not in TEMPLATE_FIELDS or name not in values:
+            return token
+        return values[name] or _FALLBACK.get(name, "")
 
     return _TOKEN.sub(sub, template.body)
 
 
+def _hangul(cp: int) -> str:
+    """Hangul syllable type (L, V, T, LV, LVT) of a code point, "" for anything else."""
+    if 0x1100 <= cp <= 0x115F or 0xA960 <= cp <= 0xA97C:
+        return "L"
+    if 0x1160 <= cp <= 0x11A7 or 0xD7B0 <= cp <= 0xD7C6:
+        return "V"
+    if 0x11A8 <= cp <= 0x11FF or 0xD7CB <= cp <= 0xD7FB:
+        return "T"
+    if 0xAC00 <= cp <= 0xD7A3:
+        return "LV" if (cp - 0xAC00) % 28 == 0 else "LVT"
+    return ""
+
+
+_HANGUL_JOINS = frozenset({("L", "L"), ("L", "V"), ("L", "LV"), ("L", "LVT"), ("LV", "V"),
+                           ("LV", "T"), ("V", "V"), ("V", "T"), ("LVT", "T"), ("T", "T")})
+
+
+def _extends(ch: str) -> bool:
+    """Joins the grapheme before it: marks, joiners, variation selectors, skin tones, tags."""
+    cp = ord(ch)
+    return (unicodedata.category(ch) in ("Mn", "Me", "Mc") or ch in "\u200c\u200d"
+            or 0x1F3FB <= cp <= 0x1F3FF or 0xE0020 <= cp <= 0xE007F)
+
+
 def length(text: str, source_type: str) -> int:
-    """Length as the platform counts it: graphemes on Bluesky, characters elsewhere."""
+    """Length as the platform counts it: graphemes on Bluesky, characters elsewhere.
+
+    Graphemes follow Unicode's extended grapheme cluster rules closely enough for a length
+    check: combining marks, ZWJ emoji sequences, skin tones, keycaps, tag flags, flag pairs
+    and Hangul jamo sequences each count once.
+    """
     if source_type != "bluesky":
         return len(text)
     count = 0
-    joiner = False
+    after_zwj = False  # the character after a zero-width joiner continues the sequence
+    open_flag = False  # a lone regional indicator waits for its pair
+    prev_hangul = ""
     for ch in text:
-        if ch == "\u200d":
-            joiner = True
-            continue
-        if joiner or unicodedata.combining(ch) or "\ufe00" <= ch <= "\ufe0f" or (
-            "\U0001f3fb" <= ch <= "\U0001f3ff"
-        ):
-            joiner = False
-            continue
-        count += 1
+        cp = ord(ch)
+        hangul = _hangul(cp)
+        regional = 0x1F1E6 <= cp <= 0x1F1FF
+        joins = count > 0 and (after_zwj or _extends(ch) or (regional and open_flag)
+                               or (prev_hangul, hangul) in _HANGUL_JOINS)
+        if not joins:
+            count += 1
+        open_flag = regional and not (joins and open_flag)
+        after_zwj = ch == "\u200d"
+        prev_hangul = hangul
     return count
 
 
