@@ -183,7 +183,7 @@ def test_escalation_webhook_must_be_http_too() -> None:
                               "http:// or https:// URL")
 
 
-def test_literal_secret_warns_but_env_reference_does_not(monkeypatch) -> None:
+def test_literal_secret_warns_but_env_reference_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
     text = (
         "sources:\n"
         "  - id: masto\n"
@@ -291,8 +291,8 @@ def test_config_example_validates_without_warnings() -> None:
     assert config.team and config.templates and config.escalation_targets
 
 
-def test_relative_store_path_is_relative_to_the_config_file(tmp_path: Path,
-                                                            monkeypatch) -> None:
+def test_relative_store_path_is_relative_to_the_config_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path / "team" / "cm-console.yaml", "store: data/team.db.json\n")
     monkeypatch.chdir(tmp_path)
     assert load_config(path).store == (tmp_path / "team" / "data" / "team.db.json").resolve()
@@ -301,7 +301,7 @@ def test_relative_store_path_is_relative_to_the_config_file(tmp_path: Path,
 # --------------------------------------------------------------------------- discovery
 
 
-def test_discovery_order(tmp_path: Path, monkeypatch) -> None:
+def test_discovery_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     xdg = write(tmp_path / "xdg" / "cm-console" / "cm-console.yaml", "store: xdg.json\n")
     cwd_cfg = write(tmp_path / "work" / "cm-console.yaml", "store: cwd.json\n")
     env_cfg = write(tmp_path / "env.yaml", "store: env.json\n")
@@ -399,7 +399,7 @@ def test_check_config_warnings_alone_still_exit_0(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- who am I
 
 
-def test_resolve_user_order(monkeypatch) -> None:
+def test_resolve_user_order(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CM_CONSOLE_USER", "from-env")
     for var in ("LOGNAME", "USER", "LNAME", "USERNAME"):
         monkeypatch.setenv(var, "from-os")

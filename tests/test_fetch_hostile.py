@@ -23,6 +23,7 @@ from cm_console.store import Store
 from .feeds import atom, rss
 
 Handler = Callable[[BaseHTTPRequestHandler], None]
+MakeConfig = Callable[..., Config]  # the conftest fixture
 GOOD = rss([{"guid": "g1", "title": "Still here", "link": "http://example.com/1",
              "date": 1_700_000_000}])
 
@@ -73,7 +74,7 @@ def sources(**urls: str) -> list[dict[str, object]]:
 
 
 def test_http_500_is_an_error_for_that_source_only(feed_server: FeedServer,
-                                                    make_config) -> None:
+                                                    make_config: MakeConfig) -> None:
     bad = feed_server.route("/broken", respond(500, body=b"<h1>oops</h1>"))
     good = feed_server.add("/good", GOOD)
     config = make_config(sources(bad=bad, good=good))
@@ -88,7 +89,7 @@ def test_http_500_is_an_error_for_that_source_only(feed_server: FeedServer,
     assert store.item_ids(source="good") == [item_id("good", "id:g1")]
 
 
-def test_connection_refused_is_an_error(feed_server: FeedServer, make_config) -> None:
+def test_connection_refused_is_an_error(feed_server: FeedServer, make_config: MakeConfig) -> None:
     with FeedServer() as gone:
         url = gone.url("/feed")
     config = make_config(sources(gone=url, good=feed_server.add("/good", GOOD)))
@@ -100,7 +101,7 @@ def test_connection_refused_is_an_error(feed_server: FeedServer, make_config) ->
 
 @pytest.mark.parametrize("mode", ["trickle-body", "silent-before-headers"])
 def test_slow_server_ends_at_the_deadline_and_the_cycle_goes_on(
-        feed_server: FeedServer, make_config, mode: str) -> None:
+        feed_server: FeedServer, make_config: MakeConfig, mode: str) -> None:
     body = rss([{"guid": str(i), "title": f"slow {i}"} for i in range(50)])
 
     def slow(req: BaseHTTPRequestHandler) -> None:
@@ -143,7 +144,7 @@ def test_slow_server_ends_at_the_deadline_and_the_cycle_goes_on(
     (b'<rss version="2.0"><channel><title>Q&A</title><item><guid>a</guid>'
      b"<title>Tom &amp; Jerry &nbsp; &copy;</title></item></channel></rss>", "feedparser"),
 ])
-def test_malformed_xml_falls_back_to_feedparser(feed_server: FeedServer, make_config,
+def test_malformed_xml_falls_back_to_feedparser(feed_server: FeedServer, make_config: MakeConfig,
                                                 body: bytes, parser: str) -> None:
     config = make_config(sources(broken=feed_server.add("/broken", body)))
     results = by_source(poll(config)[0])
@@ -160,8 +161,8 @@ def test_malformed_xml_falls_back_to_feedparser(feed_server: FeedServer, make_co
     (b"", "empty response body"),
     (b"   \n\t  ", "empty response body"),
 ])
-def test_non_feeds_are_errors_not_crashes(feed_server: FeedServer, make_config, body: bytes,
-                                          message: str) -> None:
+def test_non_feeds_are_errors_not_crashes(
+        feed_server: FeedServer, make_config: MakeConfig, body: bytes, message: str) -> None:
     config = make_config(sources(junk=feed_server.add("/junk", body, "text/html"),
                                  good=feed_server.add("/good", GOOD)))
     results = by_source(poll(config)[0])
@@ -173,7 +174,7 @@ def test_non_feeds_are_errors_not_crashes(feed_server: FeedServer, make_config, 
 # --------------------------------------------------------------------------- encodings, caps
 
 
-def test_gzip_response_is_decoded(feed_server: FeedServer, make_config) -> None:
+def test_gzip_response_is_decoded(feed_server: FeedServer, make_config: MakeConfig) -> None:
     feed = rss([{"guid": str(i), "title": f"zipped {i}"} for i in range(20)])
     seen: dict[str, str] = {}
 
@@ -192,7 +193,7 @@ def test_gzip_response_is_decoded(feed_server: FeedServer, make_config) -> None:
         f"zipped {i}" for i in range(20))
 
 
-def test_deflate_response_is_decoded(feed_server: FeedServer, make_config) -> None:
+def test_deflate_response_is_decoded(feed_server: FeedServer, make_config: MakeConfig) -> None:
     feed = rss([{"guid": "d", "title": "deflated"}])
     config = make_config(sources(d=feed_server.route("/d", respond(
         200, {"Content-Encoding": "deflate"}, zlib.compress(feed)))))
@@ -209,7 +210,8 @@ def _gzip_of_zeros(megabytes: int) -> bytes:
     return b"".join(parts)
 
 
-def test_gzip_bomb_stops_at_the_decoded_cap(feed_server: FeedServer, make_config) -> None:
+def test_gzip_bomb_stops_at_the_decoded_cap(
+        feed_server: FeedServer, make_config: MakeConfig) -> None:
     bomb = _gzip_of_zeros(200)  # ~200 KB on the wire, 200 MB decoded
     assert len(bomb) < 1_000_000
     config = make_config(sources(
@@ -231,7 +233,7 @@ def test_gzip_bomb_stops_at_the_decoded_cap(feed_server: FeedServer, make_config
 
 
 def test_content_length_over_the_cap_is_refused_before_reading(feed_server: FeedServer,
-                                                                make_config) -> None:
+                                                                make_config: MakeConfig) -> None:
     big = respond(200, {"Content-Length": "50000000", "Content-Type": "application/rss+xml"},
                   b"<rss>" + b" " * 1000)
     config = make_config(sources(big=feed_server.route("/big", big)),
@@ -242,7 +244,7 @@ def test_content_length_over_the_cap_is_refused_before_reading(feed_server: Feed
 
 
 def test_plain_body_over_the_cap_without_length_is_refused(feed_server: FeedServer,
-                                                           make_config) -> None:
+                                                           make_config: MakeConfig) -> None:
     def endless(req: BaseHTTPRequestHandler) -> None:
         req.send_response(200)
         req.send_header("Content-Type", "application/rss+xml")
@@ -267,7 +269,7 @@ def test_plain_body_over_the_cap_without_length_is_refused(feed_server: FeedServ
 
 
 def test_redirect_is_followed_and_links_resolve_against_the_final_url(
-        feed_server: FeedServer, make_config) -> None:
+        feed_server: FeedServer, make_config: MakeConfig) -> None:
     feed_server.add("/new/feed.xml", rss([{"guid": "r1", "title": "Moved", "link": "post/1"}]))
     feed_server.route("/old", redirect("/new/feed.xml", 301))
     config = make_config(sources(moved=feed_server.url("/old")))
@@ -278,7 +280,7 @@ def test_redirect_is_followed_and_links_resolve_against_the_final_url(
     assert item.url == feed_server.url("/new/post/1")
 
 
-def test_redirect_loop_is_an_error(feed_server: FeedServer, make_config) -> None:
+def test_redirect_loop_is_an_error(feed_server: FeedServer, make_config: MakeConfig) -> None:
     feed_server.route("/loop", redirect("/loop"))
     config = make_config(sources(loop=feed_server.url("/loop"),
                                  good=feed_server.add("/good", GOOD)),
@@ -292,7 +294,7 @@ def test_redirect_loop_is_an_error(feed_server: FeedServer, make_config) -> None
 
 
 def test_redirect_chain_longer_than_the_limit_is_an_error(feed_server: FeedServer,
-                                                          make_config) -> None:
+                                                          make_config: MakeConfig) -> None:
     for i in range(4):
         feed_server.route(f"/hop{i}", redirect(f"/hop{i + 1}"))
     feed_server.add("/hop4", GOOD)
@@ -306,7 +308,7 @@ def test_redirect_chain_longer_than_the_limit_is_an_error(feed_server: FeedServe
 
 @pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://127.0.0.1/feed.xml",
                                     "gopher://127.0.0.1/1", "data:text/xml,<rss/>"])
-def test_redirect_to_another_scheme_is_an_error(feed_server: FeedServer, make_config,
+def test_redirect_to_another_scheme_is_an_error(feed_server: FeedServer, make_config: MakeConfig,
                                                 target: str) -> None:
     config = make_config(sources(sneaky=feed_server.route("/sneaky", redirect(target)),
                                  good=feed_server.add("/good", GOOD)))
@@ -323,8 +325,8 @@ def test_redirect_to_another_scheme_is_an_error(feed_server: FeedServer, make_co
 
 
 @pytest.mark.parametrize("status", [429, 503])
-def test_retry_after_is_honoured_even_by_a_forced_poll(feed_server: FeedServer, make_config,
-                                                       status: int) -> None:
+def test_retry_after_is_honoured_even_by_a_forced_poll(
+        feed_server: FeedServer, make_config: MakeConfig, status: int) -> None:
     url = feed_server.route("/busy", respond(status, {"Retry-After": "120"}))
     config = make_config(sources(busy=url, good=feed_server.add("/good", GOOD)))
     before = time.time()
@@ -350,7 +352,7 @@ def test_retry_after_is_honoured_even_by_a_forced_poll(feed_server: FeedServer, 
 
 @pytest.mark.parametrize("value", ["999999999", "NaN", "inf", "1e400",
                                    "Fri, 31 Dec 9999 23:59:59 GMT"])
-def test_absurd_retry_after_is_clamped(feed_server: FeedServer, make_config,
+def test_absurd_retry_after_is_clamped(feed_server: FeedServer, make_config: MakeConfig,
                                        value: str) -> None:
     url = feed_server.route("/absurd", respond(429, {"Retry-After": value}))
     config = make_config(sources(absurd=url), poll=poll_settings(max_retry_after="1h"))
@@ -364,8 +366,9 @@ def test_absurd_retry_after_is_clamped(feed_server: FeedServer, make_config,
 
 @pytest.mark.parametrize("value, wait", [("0", 1.0), ("-30", 1.0), ("soon", None),
                                          ("", None)])
-def test_tiny_or_unparseable_retry_after(feed_server: FeedServer, make_config, value: str,
-                                         wait: float | None) -> None:
+def test_tiny_or_unparseable_retry_after(
+        feed_server: FeedServer, make_config: MakeConfig, value: str,
+        wait: float | None) -> None:
     url = feed_server.route("/x", respond(429, {"Retry-After": value}))
     config = make_config(sources(x=url))
     before = time.time()
@@ -378,7 +381,8 @@ def test_tiny_or_unparseable_retry_after(feed_server: FeedServer, make_config, v
         assert before + wait <= state.retry_after_until <= time.time() + wait
 
 
-def test_retry_after_http_date_is_understood(feed_server: FeedServer, make_config) -> None:
+def test_retry_after_http_date_is_understood(
+        feed_server: FeedServer, make_config: MakeConfig) -> None:
     when = time.time() + 600
     url = feed_server.route("/d", respond(503, {"Retry-After": formatdate(when, usegmt=True)}))
     config = make_config(sources(d=url))
@@ -414,7 +418,7 @@ def _entity_feed(encoding: str, decl: str) -> bytes:
     b'<?xml version="1.0"?><!doctype rss\n[\n<!entity x "y">]><rss/>',
 ], ids=["utf8", "utf16-bom", "utf16le", "utf16be", "utf32le", "utf16le-broken", "xxe",
         "lowercase"])
-def test_inline_dtd_with_entities_is_refused(feed_server: FeedServer, make_config,
+def test_inline_dtd_with_entities_is_refused(feed_server: FeedServer, make_config: MakeConfig,
                                              body: bytes) -> None:
     config = make_config(sources(laughs=feed_server.add("/laughs", body),
                                  good=feed_server.add("/good", GOOD)))
@@ -426,7 +430,7 @@ def test_inline_dtd_with_entities_is_refused(feed_server: FeedServer, make_confi
     assert results["good"].status == "ok"
 
 
-def test_external_dtd_is_never_fetched(feed_server: FeedServer, make_config) -> None:
+def test_external_dtd_is_never_fetched(feed_server: FeedServer, make_config: MakeConfig) -> None:
     feed_server.add("/evil.dtd", b'<!ENTITY t "pwned">', "application/xml-dtd")
     body = (f'<?xml version="1.0"?><!DOCTYPE rss SYSTEM "{feed_server.url("/evil.dtd")}">'
             '<rss version="2.0"><channel><title>t</title><item><guid>1</guid>'
@@ -442,7 +446,7 @@ def test_external_dtd_is_never_fetched(feed_server: FeedServer, make_config) -> 
 
 
 def test_duplicate_guids_across_feeds_stay_separate_items(feed_server: FeedServer,
-                                                          make_config) -> None:
+                                                          make_config: MakeConfig) -> None:
     entries = [{"guid": str(i), "title": f"post {i}", "link": f"http://example.com/{i}"}
                for i in range(1, 4)]
     same = rss(entries)
@@ -470,7 +474,7 @@ def test_duplicate_guids_across_feeds_stay_separate_items(feed_server: FeedServe
 
 
 def test_304_on_the_second_poll_rewrites_nothing(feed_server: FeedServer,
-                                                 make_config) -> None:
+                                                 make_config: MakeConfig) -> None:
     seen: list[str] = []
     feed_server.add("/real", rss([{"guid": str(i), "title": f"p{i}"} for i in range(30)]))
 
@@ -500,7 +504,7 @@ def test_304_on_the_second_poll_rewrites_nothing(feed_server: FeedServer,
 
 
 def test_server_without_conditional_get_is_not_reparsed(feed_server: FeedServer,
-                                                        make_config) -> None:
+                                                        make_config: MakeConfig) -> None:
     feed_server.conditional = False  # no ETag, no Last-Modified, never 304
     config = make_config(sources(f=feed_server.add("/feed", rss([{"guid": "1"}]))))
     first, store = poll(config)
@@ -515,7 +519,7 @@ def test_server_without_conditional_get_is_not_reparsed(feed_server: FeedServer,
 
 
 def test_error_backoff_grows_and_success_resets_it(feed_server: FeedServer,
-                                                   make_config) -> None:
+                                                   make_config: MakeConfig) -> None:
     feed_server.route("/flaky", respond(500))
     config = make_config(sources(flaky=feed_server.url("/flaky")),
                          poll=poll_settings(max_backoff="10m"))
@@ -544,7 +548,7 @@ def test_error_backoff_grows_and_success_resets_it(feed_server: FeedServer,
     assert state.last_success >= before
 
 
-def test_backoff_jitter_spreads_sources(feed_server: FeedServer, make_config) -> None:
+def test_backoff_jitter_spreads_sources(feed_server: FeedServer, make_config: MakeConfig) -> None:
     feed_server.route("/down", respond(500))
     config = make_config([{"id": f"s{i}", "type": "rss", "url": feed_server.url("/down"),
                            "interval": "1m"} for i in range(12)])
@@ -559,7 +563,7 @@ def test_backoff_jitter_spreads_sources(feed_server: FeedServer, make_config) ->
 
 
 def test_hostile_titles_are_stored_safe_and_literal(feed_server: FeedServer,
-                                                    make_config) -> None:
+                                                    make_config: MakeConfig) -> None:
     titles = {
         "markup": ("Price [/b] drop", "Price [/b] drop"),
         "action": ("[@click=app.quit]x", "[@click=app.quit]x"),
@@ -600,7 +604,7 @@ def test_hostile_titles_are_stored_safe_and_literal(feed_server: FeedServer,
             assert not set(value) & set("\x1b\u202e\u2066\u2069\u200b\u200d\ufeff")
 
 
-def test_unsafe_links_are_dropped(feed_server: FeedServer, make_config) -> None:
+def test_unsafe_links_are_dropped(feed_server: FeedServer, make_config: MakeConfig) -> None:
     feed = rss([
         {"guid": "js", "title": "js", "link": "javascript:alert(document.cookie)"},
         {"guid": "data", "title": "data", "link": "data:text/html,<script>x</script>"},
@@ -613,7 +617,8 @@ def test_unsafe_links_are_dropped(feed_server: FeedServer, make_config) -> None:
     assert urls == {"js": "", "data": "", "file": "", "ok": "https://example.com/a?b=c#d"}
 
 
-def test_future_dates_are_clamped_to_fetch_time(feed_server: FeedServer, make_config) -> None:
+def test_future_dates_are_clamped_to_fetch_time(
+        feed_server: FeedServer, make_config: MakeConfig) -> None:
     feed = rss([{"guid": "future", "title": "from 2099", "date": 4_070_908_800},
                 {"guid": "past", "title": "old", "date": 1_600_000_000},
                 {"guid": "none", "title": "undated"}])
@@ -630,7 +635,7 @@ def test_future_dates_are_clamped_to_fetch_time(feed_server: FeedServer, make_co
     assert store.item_ids()[-1] == items["old"].id
 
 
-def test_every_stored_field_is_capped(feed_server: FeedServer, make_config) -> None:
+def test_every_stored_field_is_capped(feed_server: FeedServer, make_config: MakeConfig) -> None:
     huge_title = "T" * 1_000_000
     feed = rss([{"guid": "g" * 5000, "title": huge_title, "author": "A" * 100_000,
                  "link": "https://example.com/" + "p" * 10_000,
@@ -654,7 +659,7 @@ def test_every_stored_field_is_capped(feed_server: FeedServer, make_config) -> N
 
 
 def test_one_cycle_of_everything_hostile_still_stores_the_good_feed(
-        feed_server: FeedServer, make_config) -> None:
+        feed_server: FeedServer, make_config: MakeConfig) -> None:
     """Through the real parse worker processes, as `cm-console poll` runs by default."""
     hostile = {
         "e500": feed_server.route("/e500", respond(500)),
