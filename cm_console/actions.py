@@ -185,6 +185,11 @@ def _slack_safe(value: object, max_len: int = 600) -> str:
     return text.replace("@", "@\u2060")  # a word joiner breaks @channel/@all/@here
 
 
+def _slack_url(url: str) -> str:
+    """A permalink for a chat webhook: escaped, but intact (an @ in a path must stay)."""
+    return one_line(url, 500).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _own_text(text: object, max_len: int = 20_000) -> str:
     """The agent's outgoing text, made safe like any other but keeping zero-width joiners
     (U+200C/U+200D): they hold emoji sequences (a family, a profession) and Indic or Persian
@@ -310,7 +315,7 @@ def escalate(store: Store, config: Config, item_id: str, target_id: str, reason:
         text = (f"*Escalation {case}* ({priority}) for {_slack_safe(target.name, 80)} from "
                 f"{_slack_safe(agent, 80)}: {_slack_safe(reason, 500)}\n"
                 f"{_slack_safe(item.author, 100)} on {_slack_safe(item.source, 60)}: "
-                f"\"{_slack_safe(item.title or excerpt, 200)}\"\n{_slack_safe(item.url, 500)}")
+                f"\"{_slack_safe(item.title or excerpt, 200)}\"\n{_slack_url(item.url)}")
         outbox.append(("webhook", target.id, {"url": target.webhook, "body": {
             "text": text,
             "case": case, "priority": priority, "target": target.id, "reason": reason,

@@ -134,6 +134,15 @@ def _parser() -> argparse.ArgumentParser:
     digest.add_argument("--email", nargs="*", metavar="ADDRESS",
                         help="send it (default: every team member with an e-mail)")
 
+    rules = sub.add_parser("rules", help="routing rules: replay them over stored items")
+    rules_sub = rules.add_subparsers(dest="rules_command", metavar="test", required=True)
+    rules_test = rules_sub.add_parser("test", help="what the config's rules would change now")
+    rules_test.add_argument("--since", default="30d", metavar="DURATION")
+    rules_test.add_argument("--json", action="store_true")
+
+    explain = sub.add_parser("explain", help="which rules match an item, and why")
+    explain.add_argument("id")
+
     state = sub.add_parser("mark", help="set an item's state (done, open, ...)")
     state.add_argument("id")
     state.add_argument("state", choices=STATES)
@@ -193,7 +202,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     handler = {"poll": cmd_poll, "items": cmd_items, "show": cmd_show, "sources": cmd_sources,
                "mark": cmd_mark, "reply": cmd_reply, "route-private": cmd_route_private,
                "escalate": cmd_escalate, "outbox": cmd_outbox, "log": cmd_log,
-               "report": cmd_report, "digest": cmd_digest}[args.command]
+               "report": cmd_report, "digest": cmd_digest, "rules": cmd_rules_test,
+               "explain": cmd_explain}[args.command]
     return handler(args, config, store, actor)
 
 
@@ -434,10 +444,6 @@ def cmd_mark(args: argparse.Namespace, config: Config, store: Store, actor: str)
     return EXIT_OK
 
 
-if __name__ == "__main__":  # pragma: no cover
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    raise SystemExit(main())
-
 
 def _find(store: Store, ref: str) -> Item:
     try:
@@ -446,7 +452,9 @@ def _find(store: Store, ref: str) -> Item:
         raise CliError(exc.args[0], EXIT_FAILED) from None
 
 
-def _template(config: Config, template_id: str | None, item: Item, visibility: str) -> Any:
+def _template(config: Config, template_id: str | None, item: Item, visibility: str,
+              prefer: str = "") -> Any:
+    """The named template, else the first that fits (preferring ids/titles with ``prefer``)."""
     from .templates import templates_for
 
     if template_id:
@@ -458,6 +466,10 @@ def _template(config: Config, template_id: str | None, item: Item, visibility: s
     fitting = templates_for(config, item.source_type, visibility)
     if not fitting:
         raise CliError(f"no {visibility} template fits {item.source_type}; pass --template")
+    if prefer:
+        liked = [t for t in fitting if prefer in t.id.lower() or prefer in t.title.lower()]
+        if liked:
+            return liked[0]
     return fitting[0]
 
 
@@ -493,12 +505,11 @@ def cmd_reply(args: argparse.Namespace, config: Config, store: Store, actor: str
     from .actions import reply
 
     item = _find(store, args.id)
-    template = None
-    if args.text:
-        text = args.text
-    else:
-        template = _template(config, args.template, item, "public")
-        text = _render(config, template, item, actor)
+    template = _template(config, args.template, item, "public") if (
+        args.template or not args.text) else None
+    # --text replaces the rendering (an edited reply); the template still sets the limit and
+    # is logged as the source of the reply.
+    text = args.text if args.text else _render(config, template, item, actor)
     if args.dry_run:
         print(text)
         return EXIT_OK
@@ -518,7 +529,8 @@ def cmd_route_private(args: argparse.Namespace, config: Config, store: Store,
     from .actions import route_private
 
     item = _find(store, args.id)
-    public = _template(config, args.public, item, "public")
+    # The acknowledgement defaults to a public template about moving to private.
+    public = _template(config, args.public, item, "public", prefer="private")
     private = _template(config, args.private, item, "private")
     public_text = _render(config, public, item, actor)
     private_text = _render(config, private, item, actor)
@@ -637,3 +649,68 @@ def cmd_digest(args: argparse.Namespace, config: Config, store: Store, actor: st
     enqueue(store, "email", "", "digest", {"to": to, "subject": text.splitlines()[0],
                                            "body": text}, actor)
     return _deliver_now(store, config)
+
+
+def cmd_rules_test(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
+    from .models import parse_duration
+    from .rules import apply_rules, match_text
+
+    try:
+        since = time.time() - parse_duration(args.since)
+    except ValueError as exc:
+        raise CliError(f"--since: {exc}") from None
+    if not config.rules:
+        print("the config has no rules", file=sys.stderr)
+        return EXIT_OK
+    changed = 0
+    total = 0
+    per_rule: dict[str, int] = {r.id: 0 for r in config.rules}
+    for item in store.items(store.item_ids()):
+        if item.published < since:
+            continue
+        total += 1
+        result = apply_rules(config.rules, item, match_text(item, store.body(item.id)[0]))
+        for match in result.matches:
+            per_rule[match.rule.id] += 1
+        diff = {k: v for k, v in result.changes.items()
+                if k != "extra" and getattr(item, k) != v}
+        if result.changes.get("extra", {}).get("escalate_to") and \
+                item.extra.get("escalate_to") != result.changes["extra"]["escalate_to"]:
+            diff["escalate_to"] = result.changes["extra"]["escalate_to"]
+        if not diff:
+            continue
+        changed += 1
+        if args.json:
+            _json_line({"id": item.id, "title": item.title, "changes": diff,
+                        "rules": [m.rule.id for m in result.matches]})
+        else:
+            what = ", ".join(f"{k} → {v}" for k, v in diff.items())
+            print(f"{item.id}  {one_line(item.title, 50)}\n    {what}  "
+                  f"(by {', '.join(m.rule.id for m in result.matches)})")
+    if not args.json:
+        print(f"\n{total} items since {_when(since)}: {changed} would change")
+        for rule_id, count in per_rule.items():
+            print(f"  {rule_id}: matches {count}")
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
+    from .rules import evaluate, match_text, sentiment_label
+
+    item = _find(store, args.id)
+    text = match_text(item, store.body(item.id)[0])
+    print(f"{item.id}  {one_line(item.title, 80)}")
+    print(f"source {item.source} ({item.source_type}), author {one_line(item.author, 60)}, "
+          f"sentiment {sentiment_label(item.extra.get('sentiment_score'))}")
+    if not config.rules:
+        print("the config has no rules")
+        return EXIT_OK
+    for rule, matched, reasons in evaluate(config.rules, item, text):
+        mark = "✓" if matched else "✗"
+        print(f"  {mark} {rule.id} (line {rule.line}): " + "; ".join(reasons))
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())

@@ -23,6 +23,7 @@ import yaml
 
 from .keymap import BINDING_IDS
 from .models import parse_duration, parse_size
+from .rules import PRIORITIES, Rule
 
 __all__ = [
     "Config",
@@ -162,6 +163,7 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     poll: PollConfig = field(default_factory=PollConfig)
     keys: dict[str, str] = field(default_factory=dict)
+    rules: list[Rule] = field(default_factory=list)
     undo_window: float = 10.0
     warnings: list[ConfigIssue] = field(default_factory=list)
 
@@ -403,7 +405,7 @@ def _kind(value: Any) -> str:
 
 
 _TOP_KEYS = ("version", "store", "poll", "sources", "team", "templates", "escalation", "keys",
-             "undo_window", "support_email", "smtp")
+             "undo_window", "support_email", "smtp", "rules")
 _SOURCE_COMMON = ("id", "type", "name", "url", "interval", "enabled", "max_length", "sla")
 # Type-specific keys; validated loosely here, by each connector when it runs.
 _SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -555,6 +557,8 @@ def parse_config(text: str, file: str = CONFIG_NAME, base_dir: Path | None = Non
         starttls=check.boolean(smtp_data, "starttls", "smtp", False),
     )
 
+    rules = _parse_rules(check, root.get("rules"), sources, team, targets)
+
     keys_data = check.mapping(root.get("keys"), "keys", BINDING_IDS)
     keys = {k: str(v) for k, v in keys_data.items() if k in BINDING_IDS and v is not None}
 
@@ -565,10 +569,71 @@ def parse_config(text: str, file: str = CONFIG_NAME, base_dir: Path | None = Non
     return Config(
         path=None, store=store, sources=sources, team=team, templates=templates,
         escalation_targets=targets, support_email=check.string(root, "support_email", ""),
-        smtp=smtp, poll=poll, keys=keys,
+        smtp=smtp, poll=poll, keys=keys, rules=rules,
         undo_window=check.duration(root, "undo_window", "", 10.0),
         warnings=[i for i in check.issues if i.severity == "warning"],
     )
+
+
+def _parse_rules(check: _Checker, raw_rules: Any, sources: list[SourceConfig],
+                 team: list[TeamMember], targets: list[EscalationTarget]) -> list[Rule]:
+    """``rules:``: each has an id, a ``match`` (all must hold) and what it sets."""
+    rules: list[Rule] = []
+    source_ids = {s.id for s in sources}
+    member_ids = {m.id for m in team}
+    target_ids = {t.id for t in targets}
+    seen: set[str] = set()
+    for i, raw in enumerate(check.items(raw_rules, "rules")):
+        path = f"rules[{i}]"
+        data = check.mapping(raw, path, ("id", "match", "set", "stop"))
+        if not data:
+            continue
+        rid = check.ident(data, "id", path)
+        if rid in seen:
+            check.error(f"{path}.id", f'"{rid}" is already used by another rule')
+        seen.add(rid)
+        match = check.mapping(data.get("match"), f"{path}.match",
+                              ("source", "type", "words", "regex", "author", "sentiment"))
+        mpath = f"{path}.match"
+        rule = Rule(id=rid, line=check.line(path), stop=check.boolean(data, "stop", path, False))
+        rule.sources = check.strings(match, "source", mpath)
+        for sid in rule.sources:
+            if sid not in source_ids:
+                check.error(f"{mpath}.source", f'no source "{sid}"')
+        rule.types = check.strings(match, "type", mpath)
+        for stype in rule.types:
+            if stype not in SOURCE_TYPES:
+                check.error(f"{mpath}.type", f'unknown source type "{stype}"')
+        rule.words = [w for w in check.strings(match, "words", mpath) if w.strip()]
+        for pattern in check.strings(match, "regex", mpath):
+            try:
+                rule.patterns.append(re.compile(pattern, re.IGNORECASE))
+            except re.error as exc:
+                check.error(f"{mpath}.regex", f"invalid regular expression {pattern!r}: {exc}")
+        rule.authors = check.strings(match, "author", mpath)
+        rule.sentiment = check.strings(match, "sentiment", mpath)
+        for label in rule.sentiment:
+            if label not in ("negative", "neutral", "positive"):
+                check.error(f"{mpath}.sentiment", f'expected negative, neutral or positive, '
+                            f'got "{label}"')
+        actions = check.mapping(data.get("set"), f"{path}.set",
+                                ("tags", "priority", "assign", "escalate"))
+        spath = f"{path}.set"
+        rule.tags = [t.strip().lower() for t in check.strings(actions, "tags", spath)]
+        rule.priority = check.string(actions, "priority", spath) or None
+        if rule.priority and rule.priority not in PRIORITIES:
+            check.error(f"{spath}.priority", f'expected one of {", ".join(PRIORITIES)}, got '
+                        f'"{rule.priority}"')
+        rule.assign = check.string(actions, "assign", spath) or None
+        if rule.assign and rule.assign not in member_ids:
+            check.error(f"{spath}.assign", f'no team member "{rule.assign}"')
+        rule.escalate = check.string(actions, "escalate", spath) or None
+        if rule.escalate and rule.escalate not in target_ids:
+            check.error(f"{spath}.escalate", f'no escalation target "{rule.escalate}"')
+        if not actions:
+            check.error(path, "a rule needs a `set:` (tags, priority, assign or escalate)")
+        rules.append(rule)
+    return rules
 
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")

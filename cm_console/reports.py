@@ -22,6 +22,7 @@ from typing import Any
 from .config import Config
 from .models import Event, Item
 from .sanitize import one_line
+from .sentiment import label as sentiment_label
 from .store import Store
 
 __all__ = ["ANSWERS", "CSV_COLUMNS", "Report", "build_report", "digest_text", "render"]
@@ -179,8 +180,7 @@ def build_report(store: Store, config: Config, start: float, end: float,
 
 
 def _sentiment(item: Item) -> str:
-    label = item.extra.get("sentiment") if isinstance(item.extra, dict) else None
-    return str(label) if label in ("positive", "neutral", "negative") else "unscored"
+    return sentiment_label(item.extra.get("sentiment_score"))
 
 
 def _iso(ts: float) -> str:

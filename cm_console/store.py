@@ -236,7 +236,9 @@ class Store:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         try:
-            with self._mutex, self._lock:
+            # Retry the OS lock often (filelock's default is every 50 ms): with several busy
+            # writers a slow retry lets one process keep the lock for long stretches.
+            with self._mutex, self._lock.acquire(poll_interval=0.002):
                 yield
         except Timeout:
             raise StoreError(f"store {self.path} is locked by another process for more than "
@@ -510,7 +512,12 @@ class Store:
         items = self._data["items"]
         if ref in items:
             return self._item(items[ref])
-        matches = [k for k in items if k.startswith(ref) or k.split(":", 1)[-1].startswith(ref)]
+        if ref[:2].upper() == "C-" and len(ref) > 2:  # a case number: C- + the id's digest
+            digest = ref[2:].lower()
+            matches = [k for k in items if k.rsplit(":", 1)[-1].startswith(digest)]
+        else:
+            matches = [k for k in items
+                       if k.startswith(ref) or k.split(":", 1)[-1].startswith(ref)]
         if len(matches) == 1:
             return self._item(items[matches[0]])
         if not matches:
