@@ -6,12 +6,13 @@ come from here, so the CLI and the TUI agree on what "Mine" or "Snoozed" means.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
 from .config import Config
 from .store import Store
 
-__all__ = ["Filter", "View", "standard_views", "view_count", "view_ids"]
+__all__ = ["Filter", "View", "sla_left", "standard_views", "view_count", "view_ids"]
 
 ACTIVE = ("new", "open")
 
@@ -24,6 +25,8 @@ class View:
     source: str | None = None
     mine: bool = False
     unassigned: bool = False
+    breached: bool = False  # past its source's first-response SLA and still unanswered
+    slas: tuple[tuple[str, float], ...] = ()  # (source id, seconds), for the Breached view
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,8 @@ def standard_views(config: Config) -> list[View]:
         View("new", "New", ("new",)),
         View("mine", "Mine", (*ACTIVE, "escalated", "private", "replied"), mine=True),
         View("unassigned", "Unassigned", unassigned=True),
+        View("breached", "Breached SLA", breached=True,
+             slas=tuple((s.id, s.sla) for s in config.sources if s.sla)),
         View("escalated", "Escalated", ("escalated",)),
         View("private", "Private", ("private",)),
         View("snoozed", "Snoozed", ("snoozed",)),
@@ -70,13 +75,29 @@ def view_ids(store: Store, view: View, actor: str, flt: Filter | None = None) ->
         states = (flt.state,)
     if flt.source and view.source and flt.source != view.source:
         return []
-    return store.item_ids(states=states, source=flt.source or view.source, tag=flt.tag,
-                          assignee=actor if view.mine else None, text=flt.text or None,
-                          unassigned=view.unassigned)
+    ids = store.item_ids(states=states, source=flt.source or view.source, tag=flt.tag,
+                         assignee=actor if view.mine else None, text=flt.text or None,
+                         unassigned=view.unassigned)
+    if view.breached:
+        slas = dict(view.slas)
+        now = time.time()
+        ids = [i.id for i in store.items(ids)
+               if i.source in slas and i.published + slas[i.source] < now]
+    return ids
+
+
+def sla_left(item_published: float, sla: float | None, now: float | None = None) -> float | None:
+    """Seconds until the first-response target (negative: breached by that much)."""
+    if not sla:
+        return None
+    return item_published + sla - (time.time() if now is None else now)
+
 
 
 def view_count(store: Store, view: View, actor: str) -> int:
     """How many items a view holds, from the store's cached counts where possible."""
+    if view.breached:
+        return len(view_ids(store, view, actor))
     counts = store.counts()
     states = view.states if view.states is not None else tuple(counts["state"])
     if view.mine:

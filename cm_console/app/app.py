@@ -97,7 +97,8 @@ class InboxScreen(Screen[None]):
                             id="search")
                 yield Label(id="list-title")
                 with Horizontal(id="panes"):
-                    yield ItemList(self.cm.store, id="items")
+                    yield ItemList(self.cm.store, id="items",
+                                   slas={s.id: s.sla for s in self.cm.config.sources if s.sla})
                     yield DetailPane(id="detail")
         yield StatusBar(id="status")
         yield Footer()

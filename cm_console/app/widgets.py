@@ -21,8 +21,9 @@ from textual.widgets.option_list import Option
 
 from ..models import Event, Item
 from ..sanitize import one_line, safe_text
+from ..sentiment import label as sentiment_label
 from ..store import Store
-from ..views import View
+from ..views import View, sla_left
 
 STATE_MARK = {"new": "●", "open": " ", "replied": "↩", "escalated": "▲", "private": "◆",
               "snoozed": "z", "done": "✓"}
@@ -38,6 +39,14 @@ def short_time(ts: float, now: float | None = None) -> str:
     if local.tm_year == today.tm_year:
         return time.strftime("%b %d", local)
     return time.strftime("%Y-%m", local)
+
+
+def _short(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:.0f}d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.0f}h"
+    return f"{max(seconds, 0) / 60:.0f}m"
 
 
 def age(ts: float, now: float | None = None) -> str:
@@ -74,9 +83,11 @@ class ItemList(ScrollView, can_focus=True):
         item_list: ItemList
         item_id: str
 
-    def __init__(self, store: Store, *, id: str | None = None):
+    def __init__(self, store: Store, *, slas: dict[str, float] | None = None,
+                 id: str | None = None):
         super().__init__(id=id)
         self.store = store
+        self.slas = slas or {}
         self.ids: list[str] = []
         self.empty_text = "Nothing here."
         self._lines: OrderedDict[tuple, Strip] = OrderedDict()
@@ -116,7 +127,10 @@ class ItemList(ScrollView, can_focus=True):
         fresh = item.state == "new"
         title_style = style_new if fresh else (muted if item.state == "done" else Style())
         text = Text(no_wrap=True, overflow="ellipsis", end="")
-        text.append(f"{STATE_MARK.get(item.state, '?')} ", style_new if fresh else meta)
+        text.append(STATE_MARK.get(item.state, "?"), style_new if fresh else meta)
+        mood = sentiment_label(item.extra.get("sentiment_score"))
+        text.append({"negative": "-", "positive": "+"}.get(mood, " "),
+                    {"negative": "bold red", "positive": "green"}.get(mood, ""))
         text.append(f"{short_time(item.published):>6} ", meta)
         text.append(f"{one_line(item.source, 10):<10.10} ", meta)
         if width >= 70:
@@ -127,6 +141,14 @@ class ItemList(ScrollView, can_focus=True):
             text.append(f" #{one_line(tag, 20)}", tag_style)
         if item.assignee:
             text.append(f" @{one_line(item.assignee, 20)}", meta)
+        left = sla_left(item.published, self.slas.get(item.source)) if item.state in (
+            "new", "open") else None
+        if left is not None:
+            # Time to the first-response target, at the end of the row where it can't be cut.
+            label = f" ⏱{_short(left)}" if left >= 0 else f" late {_short(-left)}"
+            room = width - len(label)
+            text.truncate(max(room, 0), overflow="ellipsis", pad=True)
+            text.append(label, "bold red" if left < 0 else ("yellow" if left < 3600 else meta))
         text.truncate(width, overflow="ellipsis", pad=True)
         segments = list(text.render(self.app.console, end=""))
         strip = Strip(segments, text.cell_len)
