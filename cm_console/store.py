@@ -49,7 +49,7 @@ from .models import SCHEMA_VERSION, Event, Item, OutboxEntry, SourceState
 
 __all__ = ["NewItem", "Store", "StoreCorrupt", "StoreError"]
 
-TABLES = ("items", "sources", "events", "outbox", "meta")
+TABLES = ("items", "sources", "events", "outbox", "meta", "claims")
 LOCK_TIMEOUT = 15.0
 MIN_COMPACT_BYTES = 4_000_000
 
@@ -773,6 +773,13 @@ class Store:
     def get_outbox(self, entry_id: str) -> OutboxEntry | None:
         d = self._data["outbox"].get(entry_id)
         return OutboxEntry(**{k: d[k] for k in _OUTBOX_FIELDS if k in d}) if d else None
+
+    def claims(self) -> dict[str, dict[str, Any]]:
+        """Live "someone is replying" claims: item id → {"actor", "since", "until"}."""
+        now = time.time()
+        with self._mutex:
+            return {k: dict(v) for k, v in self._data["claims"].items()
+                    if v.get("until", 0) > now}
 
     @property
     def schema_version(self) -> int:

@@ -27,7 +27,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, Label
 from textual.worker import Worker, WorkerState
 
-from .. import actions, delivery, templates
+from .. import actions, claims, delivery, templates
 from ..config import Config, Template
 from ..keymap import KEYS
 from ..models import Item
@@ -105,6 +105,7 @@ class InboxScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#search", Input).display = False
+        self.items.me = self.cm.actor
         views = self.cm.views
         self.query_one(ViewsList).show_views(views, self.cm.counts())
         self.query_one(ViewsList).highlighted = 0
@@ -147,7 +148,10 @@ class InboxScreen(Screen[None]):
         if item is None:
             pane.show_item(None, "", [], [], {})
             return
-        pane.show_item(item, *self.cm.item_context(item))
+        held = self.cm.store.claims().get(item.id)
+        replying = held["actor"] if held and held.get("actor") != self.cm.actor else ""
+        pane.show_item(item, *self.cm.item_context(item),
+                       replying=self.cm.member_names.get(replying, replying))
 
     @on(ItemList.Highlighted)
     def _highlighted(self, event: ItemList.Highlighted) -> None:
@@ -410,15 +414,39 @@ class InboxScreen(Screen[None]):
             lambda t: templates.length(t, item.source_type)))
         return None if edited is None else (template, edited)
 
+    def _claim(self, item: Item) -> float:
+        """Claim the item while I write; say so if a teammate is already on it."""
+        held = self.cm.store.claims().get(item.id)
+        if held is not None and held.get("actor") != self.cm.actor:
+            who = self.cm.member_names.get(held["actor"], held["actor"])
+            self.notify(f"{who} is replying to this already; you can still answer.",
+                        severity="warning", timeout=6)
+        self.cm.perform(claims.claim, item.id)
+        return time.time()
+
+    def _warnings(self, item: Item, opened: float) -> Text:
+        text = Text()
+        for warning in claims.conflicts(self.cm.store, item.id, self.cm.actor, opened):
+            text.append(f"⚠ {warning}\n", style="bold red")
+        return text
+
     @work(exclusive=True, group="compose")
     async def action_reply(self) -> None:
         item = self.current()
         if item is None:
             return
+        opened = self._claim(item)
+        try:
+            await self._reply_flow(item, opened)
+        finally:
+            claims.release(self.cm.store, item.id, self.cm.actor)
+            self.cm.refresh_inbox()
+
+    async def _reply_flow(self, item: Item, opened: float) -> None:
         written = await self._draft(item, "Reply", "public")
         while written is not None:
             template, text = written
-            summary = Text()
+            summary = self._warnings(item, opened)
             summary.append(f"Reply to {one_line(item.author, 60)} on {item.source}\n",
                            style="bold")
             summary.append(f"{one_line(item.url, 200)}\n\n", style="dim")
@@ -452,6 +480,14 @@ class InboxScreen(Screen[None]):
         item = self.current()
         if item is None:
             return
+        opened = self._claim(item)
+        try:
+            await self._private_flow(item, opened)
+        finally:
+            claims.release(self.cm.store, item.id, self.cm.actor)
+            self.cm.refresh_inbox()
+
+    async def _private_flow(self, item: Item, opened: float) -> None:
         config = self.cm.config
         if not config.support_email:
             self.notify("No private channel for this source and no support_email in the config.",
@@ -463,7 +499,7 @@ class InboxScreen(Screen[None]):
         private = await self._draft(item, "Private message", "private")
         if private is None:
             return
-        summary = Text()
+        summary = self._warnings(item, opened)
         summary.append("Public acknowledgement (clipboard + browser):\n", style="bold")
         summary.append(public[1] + "\n\n")
         summary.append(f"Private message: e-mail hand-off to {config.support_email}\n",

@@ -90,7 +90,10 @@ class ItemList(ScrollView, can_focus=True):
         self.slas = slas or {}
         self.ids: list[str] = []
         self.empty_text = "Nothing here."
+        self.me = ""
         self._lines: OrderedDict[tuple, Strip] = OrderedDict()
+        self._claims: dict[str, dict] = {}
+        self._claims_version = -1
 
     # ------------------------------------------------------------------ data
 
@@ -135,6 +138,9 @@ class ItemList(ScrollView, can_focus=True):
         text.append(f"{one_line(item.source, 10):<10.10} ", meta)
         if width >= 70:
             text.append(f"{one_line(item.author, 16):<16.16} ", meta)
+        held = self._claims.get(item.id)
+        if held and held.get("actor") != self.me:  # before the title, where it is never cut
+            text.append(f"✎{one_line(held.get('actor', ''), 16)} ", "bold yellow")
         text.append(one_line(item.title, 300) or one_line(item.summary, 300) or "(untitled)",
                     title_style)
         for tag in item.tags[:4]:
@@ -170,6 +176,9 @@ class ItemList(ScrollView, can_focus=True):
             return Strip.blank(width, self.rich_style)
         item_id = self.ids[index]
         selected = index == self.cursor
+        if self._claims_version != self.store.version:
+            self._claims = self.store.claims()
+            self._claims_version = self.store.version
         key = (item_id, selected, width, self.store.version, self.has_focus)
         strip = self._lines.get(key)
         if strip is None:
@@ -262,11 +271,15 @@ class DetailPane(Static, can_focus=True):
     """The highlighted item, as text: what was said, by whom, where, and what was done."""
 
     def show_item(self, item: Item | None, body: str, events: list[Event],
-                  thread: list[Item], member_names: dict[str, str]) -> None:
+                  thread: list[Item], member_names: dict[str, str], replying: str = "") -> None:
         if item is None:
             self.update(Text("Select an item to read it.", style="dim"))
             return
-        self.update(render_item(item, body, events, thread, member_names))
+        text = render_item(item, body, events, thread, member_names)
+        if replying:
+            text = Text.assemble((f"✎ {one_line(replying, 40)} is replying\n", "bold yellow"),
+                                 text)
+        self.update(text)
 
 
 def render_item(item: Item, body: str, events: list[Event], thread: list[Item],
