@@ -170,6 +170,8 @@ class Sent:
 
     ``mode`` is "clipboard" when the platform has no write API from here: the caller copies
     ``text`` and opens ``item.url`` so the agent pastes it (and the item is marked replied).
+    ``mode`` is "outbox" when the platform's API posts it: ``outbox`` holds the entries
+    (kind "platform"), sent after the undo window by ``delivery.deliver_due``.
     """
 
     item: Item
@@ -236,10 +238,30 @@ def _check_length(text: str, config: Config, item: Item, template: Template | No
         raise ValueError(f"the reply is {size} characters; {item.source_type} allows {limit}")
 
 
+def platform_can(config: Config, item: Item, op: str) -> bool:
+    """True when ``op`` ("reply"/"private") for this item goes through the platform's API
+    (the outbox posts it); False means the fallback: clipboard + browser for a reply, the
+    e-mail hand-off for a private route. The TUI asks this to describe what will happen."""
+    from .sources import can_send
+
+    return config.source(item.source) is not None and can_send(item, op)
+
+
+def _platform(item: Item, op: str, text: str, title: str = "") -> tuple[str, str, dict[str, Any]]:
+    """An outbox entry for the source's connector: which source, what to do, the platform
+    ids the request needs (copied from ``item.extra`` now, so a later poll cannot change
+    what this entry answers), and the text."""
+    return ("platform", item.source, {"source": item.source, "op": op, "text": text,
+                                      "ids": dict(item.extra), "url": item.url,
+                                      "title": title})
+
+
 def reply(store: Store, config: Config, item_id: str, text: str, actor: str, *,
-          template: Template | None = None) -> Sent:
-    """Answer publicly. Platforms with a write API post through the outbox (connectors
-    issue); for feeds the text goes to the clipboard and the item is marked replied."""
+          template: Template | None = None, delay: float | None = None) -> Sent:
+    """Answer publicly. Where the source has a write API (Mastodon, Discourse, Bluesky) the
+    reply goes through the outbox (``mode`` "outbox": it waits out the undo window, then the
+    connector posts it); for feeds the text goes to the clipboard and the item is marked
+    replied."""
     item = store.get_item(item_id)
     if item is None:
         raise KeyError(f'no item "{item_id}"')
@@ -247,6 +269,13 @@ def reply(store: Store, config: Config, item_id: str, text: str, actor: str, *,
     if not text:
         raise ValueError("the reply is empty")
     _check_length(text, config, item, template)
+    if platform_can(config, item, "reply"):
+        updated, entries = _commit(
+            store, item_id, {"state": "replied"}, actor, "reply",
+            {"template": template.id if template else "", "text": text, "mode": "outbox",
+             "channel": item.source_type},
+            [_platform(item, "reply", text)], config.undo_window if delay is None else delay)
+        return Sent(updated, text, "outbox", entries)
     updated, _ = _commit(store, item_id, {"state": "replied"}, actor, "reply",
                          {"template": template.id if template else "", "text": text,
                           "mode": "clipboard"}, [], 0.0)
@@ -267,6 +296,25 @@ def route_private(store: Store, config: Config, item_id: str, actor: str, *,
     private_text = _own_text(private_text)
     if public_text:
         _check_length(public_text, config, item, public_template)
+    if platform_can(config, item, "private"):
+        if not private_text:
+            raise ValueError("the private message is empty")
+        _check_length(private_text, config, item, private_template)
+        case = case_number(item_id)
+        title = f"About your post: {one_line(item.title, 150)} ({case})" if item.title \
+            else f"About your post ({case})"
+        outbox = ([_platform(item, "reply", public_text)] if public_text else []) + \
+            [_platform(item, "private", private_text, title)]
+        channel = {"mastodon": "direct", "discourse": "private_message",
+                   "bluesky": "chat"}.get(item.source_type, item.source_type)
+        updated, entries = _commit(
+            store, item_id, {"state": "private"}, actor, "route_private",
+            {"public_template": public_template.id if public_template else "",
+             "private_template": private_template.id if private_template else "",
+             "public_text": public_text, "private_text": private_text, "channel": channel,
+             "to": item.author_handle or item.author, "case": case},
+            outbox, config.undo_window if delay is None else delay)
+        return Sent(updated, public_text, "outbox", entries)
     if not config.support_email:
         raise ValueError(f"{item.source_type} has no private channel here and the config has "
                          "no support_email for an e-mail hand-off")

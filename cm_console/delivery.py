@@ -41,6 +41,7 @@ class DeliveryResult:
     entry: OutboxEntry
     ok: bool
     error: str = ""
+    remote: dict[str, Any] | None = None  # what the platform made (status id, topic...)
 
 
 def enqueue(store: Store, kind: str, item_id: str, target: str, payload: dict[str, Any],
@@ -113,14 +114,14 @@ def deliver_due(store: Store, config: Config, *, now: float | None = None,
     try:
         for entry in claimed:
             try:
-                _send(entry, config)
+                remote = _send(entry, config)
             except DeliveryError as exc:
                 results.append(DeliveryResult(entry, False, str(exc)))
             except Exception as exc:  # one bad entry (e.g. a malformed ${URL}) is a failure
                 results.append(DeliveryResult(entry, False,
                                               f"{type(exc).__name__}: {one_line(exc, 200)}"))
             else:
-                results.append(DeliveryResult(entry, True))
+                results.append(DeliveryResult(entry, True, remote=remote))
     finally:  # even when interrupted, what was sent is marked sent
         if results:
             _finish(store, results)
@@ -139,7 +140,8 @@ def _finish(store: Store, results: list[DeliveryResult]) -> None:
                                               "last_error": ""})
                 tx.event(entry.actor, "delivered", entry.item,
                          {"outbox": entry.id, "kind": entry.kind, "target": entry.target,
-                          "attempts": attempts})
+                          "attempts": attempts,
+                          **({"remote": result.remote} if result.remote else {})})
                 continue
             failed = attempts >= MAX_ATTEMPTS
             delay = min(30.0 * 2 ** (attempts - 1), 3600.0) * random.uniform(0.8, 1.2)
@@ -158,13 +160,32 @@ class DeliveryError(Exception):
     """The far side did not accept the message (this attempt)."""
 
 
-def _send(entry: OutboxEntry, config: Config) -> None:
+def _send(entry: OutboxEntry, config: Config) -> dict[str, Any] | None:
     if entry.kind == "webhook":
         _send_webhook(entry)
     elif entry.kind == "email":
         _send_email(entry, config)
+    elif entry.kind == "platform":
+        return _send_platform(entry, config)
     else:
         raise DeliveryError(f"no sender for {entry.kind!r} entries in this version")
+    return None
+
+
+def _send_platform(entry: OutboxEntry, config: Config) -> dict[str, Any]:
+    """A reply or private message through the source's own API (sources/<type>.py builds
+    the exact request, resolves its secrets now, and raises DeliveryError on failure)."""
+    from .sources import API_TYPES, CAPABILITIES, connector
+
+    source_id = str(entry.payload.get("source") or "")
+    op = str(entry.payload.get("op") or "")
+    src = config.source(source_id)
+    if src is None:
+        raise DeliveryError(f'source "{one_line(source_id, 60)}" is no longer in the config')
+    if src.type not in API_TYPES or op not in CAPABILITIES.get(src.type, frozenset()):
+        raise DeliveryError(f"{src.type} source {src.id} cannot {op or '?'} through its API")
+    remote = connector(src.type).send(src, entry, SEND_TIMEOUT)
+    return remote if isinstance(remote, dict) else {}
 
 
 def _send_webhook(entry: OutboxEntry) -> None:

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import math
 import time
 import zlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
 from . import __version__
 from .sanitize import one_line
 
-__all__ = ["FetchError", "FetchResult", "fetch", "make_client", "parse_retry_after"]
+__all__ = ["FetchError", "FetchResult", "JsonResult", "fetch", "fetch_json", "make_client",
+           "parse_retry_after", "rate_limit_wait"]
 
 USER_AGENT = (f"cm-console/{__version__} (community inbox poller; "
               "+https://github.com/cm-console/cm-console)")
@@ -186,3 +190,162 @@ async def fetch(client: httpx.AsyncClient, url: str, *, etag: str = "",
         raise FetchError(f"{type(exc).__name__}: {one_line(exc, 160)}") from None
     except (ValueError, UnicodeError) as exc:  # malformed URLs/headers from redirects
         raise FetchError(f"bad response: {one_line(exc, 160)}") from None
+
+
+# --------------------------------------------------------------------------- JSON APIs
+
+
+@dataclass(slots=True)
+class JsonResult:
+    """A decoded JSON answer plus what a connector needs from the headers."""
+
+    status: int
+    data: Any
+    url: str
+    links: dict[str, str]  # RFC 8288 Link header: rel -> URL (Mastodon pagination)
+    rate_wait: float | None = None  # X-RateLimit-Remaining hit 0: seconds until the reset
+
+
+def rate_limit_wait(headers: httpx.Headers, now: float, cap: float) -> float | None:
+    """Seconds until the rate-limit window resets, when the server says none are left.
+
+    Reads ``X-RateLimit-Remaining``/``-Reset`` (Mastodon: an ISO 8601 reset time; others
+    epoch seconds) and the IETF draft's ``RateLimit-Remaining``/``-Reset`` (Bluesky: epoch
+    seconds; the draft: delta seconds). None while requests remain.
+    """
+    for prefix in ("x-ratelimit-", "ratelimit-"):
+        remaining = headers.get(prefix + "remaining", "").strip()
+        if not remaining:
+            continue
+        try:
+            if float(remaining) > 0:
+                return None
+        except ValueError:
+            return None
+        reset = headers.get(prefix + "reset", "").strip()[:64]
+        seconds: float | None = None
+        try:
+            value = float(reset)
+            seconds = value - now if value > 1e9 else value  # epoch, else a delta
+        except ValueError:
+            try:
+                when = datetime.fromisoformat(reset.replace("Z", "+00:00"))
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=UTC)
+                seconds = when.timestamp() - now
+            except ValueError:
+                seconds = None
+        if seconds is None or math.isnan(seconds):
+            seconds = 60.0
+        return float(min(max(seconds, 1.0), cap))
+    return None
+
+
+def _error_detail(body: bytes) -> str:
+    """The server's own words from a JSON error body (Mastodon ``error``, Bluesky
+    ``error``/``message``, Discourse ``errors``), sanitized and short."""
+    try:
+        data = json.loads(body[:65_536])
+    except (ValueError, UnicodeError):
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    parts = []
+    for key in ("error", "message", "error_description"):
+        if isinstance(data.get(key), str):
+            parts.append(data[key])
+    errors = data.get("errors")
+    if isinstance(errors, list):
+        parts.extend(e for e in errors[:3] if isinstance(e, str))
+    return one_line(": ".join(dict.fromkeys(parts)), 200)
+
+
+async def fetch_json(client: httpx.AsyncClient, url: str, *, method: str = "GET",
+                     params: dict[str, Any] | list[tuple[str, Any]] | None = None,
+                     json_body: Any = None, headers: dict[str, str] | None = None,
+                     timeout: float = 30.0, max_bytes: int = 10_000_000,
+                     max_retry_after: float = 86400.0) -> JsonResult:
+    """One JSON API request with the same limits as :func:`fetch` (deadline around the whole
+    exchange, decoded-byte cap, Retry-After), for the API connectors.
+
+    Differences that matter for APIs: redirects are *not* followed (a redirect would carry
+    our ``Api-Key``/``Authorization`` headers to wherever it points; httpx only strips
+    ``Authorization`` across hosts), 401/403 name the credentials, the server's error text
+    is kept, and a body that is not complete JSON is an error (a truncated answer must never
+    be half-stored). Raises FetchError.
+    """
+    request_headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
+    if headers:
+        request_headers.update(headers)
+    try:
+        async with asyncio.timeout(timeout):
+            async with client.stream(method, url, params=params, json=json_body,
+                                     headers=request_headers, follow_redirects=False) as resp:
+                status = resp.status_code
+                if status in (429, 503):
+                    wait = parse_retry_after(resp.headers.get("retry-after"), time.time(),
+                                             max_retry_after)
+                    if wait is None:
+                        wait = rate_limit_wait(resp.headers, time.time(), max_retry_after)
+                    note = f" (Retry-After {wait:.0f}s)" if wait else ""
+                    raise FetchError(f"HTTP {status} {one_line(resp.reason_phrase, 60)}{note}",
+                                     status=status, retry_after=wait)
+                if 300 <= status < 400:
+                    where = one_line(resp.headers.get("location", ""), 200)
+                    raise FetchError(f"HTTP {status}: the API redirects to {where or '?'}; "
+                                     "configure the final address", status=status)
+                if status >= 400 or status < 200:
+                    detail = _error_detail(await _read_capped(resp, 65_536, lenient=True))
+                    what = {401: "credentials rejected", 403: "access denied"}.get(status)
+                    message = f"HTTP {status} {one_line(resp.reason_phrase, 60)}"
+                    if what:
+                        message += f" ({what}: check the token/key and its scopes)"
+                    if detail:
+                        message += f": {detail}"
+                    raise FetchError(message, status=status)
+                body = await _read_capped(resp, max_bytes)
+                final_url = str(resp.url)
+                links = {}
+                for link in resp.links.values():
+                    rel, target = link.get("rel", ""), link.get("url", "")
+                    if rel and target:
+                        links[rel] = target
+                rate_wait = rate_limit_wait(resp.headers, time.time(), max_retry_after)
+    except TimeoutError:
+        raise FetchError(f"no complete response within {timeout:.0f}s") from None
+    except httpx.UnsupportedProtocol as exc:
+        raise FetchError(f"unsupported URL scheme ({one_line(exc, 120)})") from None
+    except httpx.InvalidURL as exc:
+        raise FetchError(f"bad URL ({one_line(exc, 120)})") from None
+    except httpx.ConnectError as exc:
+        raise FetchError(f"cannot connect ({one_line(exc, 160) or 'refused'})") from None
+    except httpx.TimeoutException:
+        raise FetchError(f"timed out after {timeout:.0f}s") from None
+    except httpx.HTTPError as exc:
+        raise FetchError(f"{type(exc).__name__}: {one_line(exc, 160)}") from None
+    except (ValueError, UnicodeError) as exc:
+        raise FetchError(f"bad response: {one_line(exc, 160)}") from None
+    if status == 204 or not body.strip():
+        data: Any = None
+    else:
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeError, RecursionError) as exc:
+            raise FetchError(f"malformed JSON from the API (truncated or not JSON: "
+                             f"{one_line(exc, 100)})", status=status) from None
+    return JsonResult(status, data, final_url, links, rate_wait)
+
+
+async def _read_capped(resp: httpx.Response, cap: int, *, lenient: bool = False) -> bytes:
+    """The decoded body, refusing more than ``cap`` bytes (``lenient``: cut instead)."""
+    length = resp.headers.get("content-length", "")
+    if not lenient and length.isdigit() and int(length) > cap:
+        raise FetchError(f"response is {int(length):,} bytes; the limit is {cap:,}")
+    decoder = _Decoder(resp.headers.get("content-encoding", ""), cap)
+    try:
+        async for chunk in resp.aiter_raw():
+            decoder.feed(chunk)
+    except FetchError:
+        if not lenient:
+            raise
+    return decoder.body()

@@ -1,19 +1,25 @@
 """Source types: what each can do, where its data comes from, and the parse job.
 
 ``parse_job`` runs in the poller's worker processes, so this package imports only parsing
-code (no store, no HTTP client, no UI).
+code (no store, no HTTP client, no UI). The API connectors (``hackernews``, ``mastodon``,
+``discourse``, ``bluesky``) run in the poller's own process and are imported lazily through
+:func:`connector`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
 from ..models import Item
+from .links import reddit_thread, thread_key
 from .rss import FeedError, parse_feed
 
-__all__ = ["CAPABILITIES", "FeedError", "feed_url", "item_id", "parse_job"]
+__all__ = ["API_TYPES", "CAPABILITIES", "FeedError", "can_send", "connector", "feed_url",
+           "item_id", "parse_job"]
 
 # What a community manager can do on each platform from the console. "read" sources answer
 # through the fallbacks: clipboard + browser for replies, e-mail hand-off for private routes.
@@ -25,8 +31,30 @@ CAPABILITIES: dict[str, frozenset[str]] = {
     "mastodon": frozenset({"read", "reply", "private"}),
     "bluesky": frozenset({"read", "reply", "private"}),
 }
+# Types polled through a JSON API connector (a module of this package with ``poll``).
+API_TYPES = frozenset({"hackernews", "mastodon", "discourse", "bluesky"})
 # Types this version can poll (the others validate in the config but report "not supported").
-POLLABLE = frozenset({"rss", "reddit"})
+POLLABLE = frozenset({"rss", "reddit"}) | API_TYPES
+
+
+def connector(source_type: str) -> ModuleType:
+    """The connector module for an API source type (imported on first use)."""
+    if source_type not in API_TYPES:
+        raise KeyError(f"no API connector for {source_type!r}")
+    return importlib.import_module(f"{__name__}.{source_type}")
+
+
+def can_send(item: Item, op: str) -> bool:
+    """Whether ``op`` ("reply"/"private") can go through the platform for this item: the
+    type allows it and the item carries the platform ids the request needs (an item stored
+    before the connector existed, or from a feed, falls back to clipboard/e-mail)."""
+    if op not in CAPABILITIES.get(item.source_type, frozenset()):
+        return False
+    if item.source_type not in API_TYPES:
+        return False
+    module = connector(item.source_type)
+    check = getattr(module, "can_send", None)
+    return bool(check is not None and check(item, op))
 
 
 def feed_url(source_type: str, url: str, options: dict[str, Any]) -> str:
@@ -50,6 +78,14 @@ def item_id(source_id: str, key: str) -> str:
     return f"{source_id}:{hashlib.sha256(key.encode('utf-8', 'replace')).hexdigest()[:12]}"
 
 
+def _thread(source_type: str, entry: Any) -> str:
+    """A feed entry's conversation: its canonical link (cross-source dedup: the same page
+    from HN, Reddit and a blog is one thread; a comment's ``#anchor`` joins its post)."""
+    if source_type == "reddit":
+        return reddit_thread(entry.url, entry.html) or entry.url
+    return thread_key(entry.url) or entry.url
+
+
 def parse_job(source_id: str, source_type: str, body: bytes, base_url: str,
               fetched: float) -> tuple[list[tuple[dict[str, Any], str, str]], str]:
     """Parse one fetched body into ``(item_doc, text, html)`` rows (picklable).
@@ -68,7 +104,7 @@ def parse_job(source_id: str, source_type: str, body: bytes, base_url: str,
             id=item_id(source_id, entry.key), source=source_id, source_type=source_type,
             guid=entry.key, url=entry.url, title=entry.title, author=entry.author,
             published=published, fetched=fetched, summary=entry.extra.get("summary", ""),
-            author_handle=entry.author_handle, thread=entry.thread or entry.url,
+            author_handle=entry.author_handle, thread=entry.thread or _thread(source_type, entry),
         )
         rows.append((item.to_doc(), entry.text, entry.html))
     return rows, parser
