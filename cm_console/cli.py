@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from . import __version__
-from .config import Config, ConfigError, find_config, load_config, resolve_user
+from .config import Config, ConfigError, find_config, load_config, load_local, resolve_user
 from .models import STATES, Item
 from .poller import CycleReport, Poller, SourceResult
 from .sanitize import one_line, safe_text
@@ -172,7 +172,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
-        return run_demo(headless=args.headless, actor=resolve_user(args.actor))
+        return run_demo(headless=args.headless, actor=resolve_user(args.actor, load_local()))
     if args.command == "check-config":
         return cmd_check_config(args)
     config = _config(args)
@@ -194,7 +194,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
         return EXIT_OK
     store = open_store(config, recover=args.recover)
-    actor = resolve_user(args.actor)
+    local = load_local()
+    actor = resolve_user(args.actor, local)
     if args.command is None:
         from .app import run_app
 

@@ -30,6 +30,7 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "EscalationTarget",
+    "LocalSettings",
     "PollConfig",
     "SmtpConfig",
     "SourceConfig",
@@ -37,6 +38,7 @@ __all__ = [
     "Template",
     "find_config",
     "load_config",
+    "load_local",
     "parse_config",
     "resolve_secret",
     "resolve_user",
@@ -711,12 +713,62 @@ def load_config(path: Path) -> Config:
     return config
 
 
-def resolve_user(cli_as: str | None) -> str:
-    """Who am I: ``--as``, then ``$CM_CONSOLE_USER``, then the OS user name."""
+@dataclass(slots=True)
+class LocalSettings:
+    """One person's settings, never shared: who they are, their keys, their theme."""
+
+    path: Path | None = None
+    user: str = ""
+    keys: dict[str, str] = field(default_factory=dict)
+    theme: str = ""
+
+
+LOCAL_NAME = "local.yaml"
+
+
+def local_settings_path() -> Path:
+    """``$CM_CONSOLE_LOCAL``, else ``$XDG_CONFIG_HOME/cm-console/local.yaml``."""
+    if os.environ.get("CM_CONSOLE_LOCAL"):
+        return Path(os.environ["CM_CONSOLE_LOCAL"])
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return xdg / "cm-console" / LOCAL_NAME
+
+
+def load_local(path: Path | None = None) -> LocalSettings:
+    """Read the personal settings file (missing is fine: defaults). ConfigError on mistakes,
+    with the same file:line: key messages as the shared config."""
+    path = path or local_settings_path()
+    if not path.exists():
+        return LocalSettings()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue(str(path), 0, "", f"cannot read: {exc}")]) from None
+    data, lines, issues = _read_yaml(text, str(path))
+    check = _Checker(str(path), lines)
+    check.issues.extend(issues)
+    root = check.mapping(data, "", ("user", "keys", "theme")) if data is not None else {}
+    keys = check.mapping(root.get("keys"), "keys", BINDING_IDS)
+    settings = LocalSettings(path=path, user=check.string(root, "user", ""),
+                             keys={k: str(v) for k, v in keys.items()
+                                   if k in BINDING_IDS and v is not None},
+                             theme=check.string(root, "theme", ""))
+    if settings.user and not _ID.match(settings.user):
+        check.error("user", f'"{settings.user}" is not a valid id')
+    if any(i.severity == "error" for i in check.issues):
+        raise ConfigError(check.issues)
+    return settings
+
+
+def resolve_user(cli_as: str | None, local: LocalSettings | None = None) -> str:
+    """Who am I: ``--as``, then ``$CM_CONSOLE_USER``, then the personal settings file, then
+    the OS user name."""
     if cli_as:
         return cli_as
     if os.environ.get("CM_CONSOLE_USER"):
         return os.environ["CM_CONSOLE_USER"]
+    if local is not None and local.user:
+        return local.user
     try:
         return getpass.getuser()
     except (KeyError, OSError):

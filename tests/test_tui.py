@@ -1216,9 +1216,6 @@ async def test_palette_help_texts_are_literal(make_config: Callable[..., Config]
 # ---------------------------------------------------------------------------- known gaps
 
 
-@pytest.mark.xfail(strict=True, reason="perform()/refresh_inbox() do not call update_status(), "
-                   "so the status bar's unread count lags until the next 2 s tick "
-                   "(app.py CMConsoleApp.perform / refresh_inbox)")
 async def test_the_status_bar_unread_count_follows_a_key_at_once(env: Env) -> None:
     app = env.app()
     async with app.run_test(size=SIZE) as pilot:
@@ -1239,9 +1236,6 @@ async def test_tab_moves_between_panes(env: Env) -> None:
         assert app.focused is item_list(app) and app.is_running
 
 
-@pytest.mark.xfail(strict=True, reason="keymap.py lists views.next (focus_next_pane) but no "
-                   "Binding has that id and no action_focus_next_pane exists, so rebinding it "
-                   "in keys: is silently ignored (app.py InboxScreen.BINDINGS)")
 async def test_rebinding_views_next_moves_focus(make_env: Callable[..., Env]) -> None:
     env = make_env(keys={"views.next": "ctrl+n"})
     app = env.app()
@@ -1253,10 +1247,6 @@ async def test_rebinding_views_next_moves_focus(make_env: Callable[..., Env]) ->
         assert app.focused is not item_list(app)
 
 
-@pytest.mark.xfail(strict=True, reason="CMConsoleApp.on_mount calls update_status() right "
-                   "after push_screen(), before InboxScreen has composed its StatusBar; the "
-                   "NoMatches is swallowed, so without a poll the bar stays blank until the "
-                   "first 2 s tick (app.py on_mount)")
 async def test_the_status_bar_shows_at_once(env: Env) -> None:
     app = env.app(poll_on_start=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -1264,9 +1254,6 @@ async def test_the_status_bar_shows_at_once(env: Env) -> None:
         assert "not polled yet (R polls)" in status and "Mel Example" in status
 
 
-@pytest.mark.xfail(strict=True, reason="ViewsList._prompt cuts labels to 19 columns, but below "
-                   "130 columns the views column is 16 wide (15 inside its border), so a long "
-                   "source name wraps onto a second line (widgets.py ViewsList._prompt)")
 async def test_each_view_takes_one_line_in_the_views_column(
     make_config: Callable[..., Config]
 ) -> None:
@@ -1279,9 +1266,6 @@ async def test_each_view_takes_one_line_in_the_views_column(
         assert len([line for line in lines if line]) == len(app.views) + 1  # + the separator
 
 
-@pytest.mark.xfail(strict=True, reason="ItemList._row formats the time as {:>6} but short_time "
-                   "returns 7 characters ('2025-11') for earlier years, shifting that row's "
-                   "columns by one (widgets.py ItemList._row)")
 async def test_list_columns_stay_aligned_for_old_items(make_config: Callable[..., Config]) -> None:
     config = make_config([{"id": "blog", "type": "rss", "url": "http://127.0.0.1:9/feed"}])
     store = Store(config.store)

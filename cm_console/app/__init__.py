@@ -18,7 +18,22 @@ def make_app(config: Config, store: Store, actor: str, **kwargs: Any) -> Any:
 
 
 def run_app(config: Config, store: Store, *, actor: str, demo: Any = None) -> int:
-    """Run the TUI until the user quits; returns the exit code."""
+    """Run the TUI until the user quits; returns the exit code.
+
+    The person's own settings file (never the team's config) adds their key overrides on top
+    of the team's and picks their theme.
+    """
+    from ..config import load_local
+
+    local = load_local()
+    config.keys = {**config.keys, **local.keys}
     app = make_app(config, store, actor, demo=demo)
+    theme = local.theme
+    if theme:
+        if theme in app.available_themes:
+            app.theme = theme
+        else:
+            print(f"cm-console: unknown theme {theme!r} in your local settings (known: "
+                  f"{', '.join(sorted(app.available_themes))})")
     app.run()
     return int(app.return_code or 0)

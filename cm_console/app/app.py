@@ -74,7 +74,7 @@ class InboxScreen(Screen[None]):
             "cursor_down", "cursor_up", "cursor_top", "cursor_bottom", "page_down", "page_up",
             "open_item", "next_new", "prev_new", "search", "filter", "open_browser",
             "copy_link", "assign", "tag", "snooze", "done", "undo", "note", "back", "reply",
-            "route_private", "escalate",
+            "route_private", "escalate", "focus_next_pane",
         }
     ]
 
@@ -106,6 +106,7 @@ class InboxScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#search", Input).display = False
         self.items.me = self.cm.actor
+        self.cm.update_status()
         views = self.cm.views
         self.query_one(ViewsList).show_views(views, self.cm.counts())
         self.query_one(ViewsList).highlighted = 0
@@ -179,6 +180,10 @@ class InboxScreen(Screen[None]):
         self.items.focus()
 
     # ------------------------------------------------------------------ list keys
+
+    def action_focus_next_pane(self) -> None:
+        """Views column → list → detail pane → views column (rebindable, unlike tab)."""
+        self.focus_next()
 
     def action_cursor_down(self) -> None:
         self.items.move(1)
@@ -825,6 +830,7 @@ class CMConsoleApp(App[int]):
         for screen in self.screen_stack:
             if isinstance(screen, InboxScreen):
                 screen.reload()
+        self.update_status()
 
     def go_to_view(self, view_id: str) -> None:
         for screen in self.screen_stack:

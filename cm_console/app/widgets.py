@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from rich.style import Style
 from rich.text import Text
@@ -31,14 +32,14 @@ MAX_DETAIL_CHARS = 20_000
 
 
 def short_time(ts: float, now: float | None = None) -> str:
-    """``14:05`` today, ``Nov 23`` this year, ``2025-11`` before."""
+    """``14:05`` today, ``Nov 23`` this year, ``Nov 25`` (month, year) before."""
     now = now or time.time()
     local, today = time.localtime(ts), time.localtime(now)
     if local[:3] == today[:3]:
         return time.strftime("%H:%M", local)
     if local.tm_year == today.tm_year:
         return time.strftime("%b %d", local)
-    return time.strftime("%Y-%m", local)
+    return time.strftime("%b %y", local)  # six cells like the others: "Dec 25"
 
 
 def _short(seconds: float) -> str:
@@ -235,9 +236,15 @@ class ItemList(ScrollView, can_focus=True):
 class ViewsList(OptionList):
     """The views column: Inbox, Mine, ..., then each source, with counts."""
 
+    def _room(self) -> int:
+        """Cells for a label: the column's width less padding and the scrollbar."""
+        width = self.content_region.width or self.size.width
+        return max(8, width - 2) if width else 19
+
     def show_views(self, views: list[View], counts: dict[str, int]) -> None:
         highlighted = self.highlighted
-        options = [Option(self._prompt(v, counts.get(v.id, 0)), id=v.id) for v in views]
+        room = self._room()
+        options = [Option(self._prompt(v, counts.get(v.id, 0), room), id=v.id) for v in views]
         first_source = next((i for i, v in enumerate(views) if v.source), None)
         if first_source is not None:
             options.insert(first_source, None)  # a separator line
@@ -245,19 +252,26 @@ class ViewsList(OptionList):
         if highlighted is not None:
             self.highlighted = min(highlighted, self.option_count - 1)
 
+    def on_resize(self) -> None:
+        app: Any = self.app
+        if hasattr(app, "views"):
+            self.update_counts(app.views, app.counts())
+
     def update_counts(self, views: list[View], counts: dict[str, int]) -> None:
+        room = self._room()
         for view in views:
             try:
-                self.replace_option_prompt(view.id, self._prompt(view, counts.get(view.id, 0)))
+                self.replace_option_prompt(view.id, self._prompt(view, counts.get(view.id, 0),
+                                                                 room))
             except Exception:  # the option list is being rebuilt
                 return
 
     @staticmethod
-    def _prompt(view: View, count: int) -> Text:
+    def _prompt(view: View, count: int, width: int = 19) -> Text:
         # One line per view: long source names are cut, the count always shows.
         suffix = f" {count}" if count else ""
         label = one_line(view.label, 40)
-        room = max(4, 19 - len(suffix))
+        room = max(4, width - len(suffix))
         if len(label) > room:
             label = label[: room - 1] + "…"
         text = Text(no_wrap=True, overflow="ellipsis")
