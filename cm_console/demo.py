@@ -4,6 +4,11 @@ The demo serves realistic feeds (a blog's comments, a forum, Mastodon, Reddit, H
 from a loopback HTTP server it starts, writes a throwaway config pointing at it, and opens a
 temporary store. Everything then runs the same code as a real setup: config validation,
 HTTP polling, parsing, the store, the TUI.
+
+The forum and Mastodon samples are served as their platforms' JSON APIs (Discourse
+``/posts.json``, Mastodon notifications and hashtag timeline), so the real connectors poll
+them, and a reply or route-private from the console is really posted by the outbox to the
+loopback server, which lists what it received (the outbox screen shows it).
 """
 
 from __future__ import annotations
@@ -12,16 +17,19 @@ import asyncio
 import contextlib
 import email
 import json
+import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
 import yaml
@@ -114,6 +122,208 @@ escalation:
 """
 
 
+# The demo platforms' credentials: checked by the loopback server as a real one would, and
+# passed as ${ENV} references like real secrets (set in the demo's own process only).
+DEMO_SECRETS = {"CM_DEMO_FORUM_KEY": "demo-forum-key",
+                "CM_DEMO_MASTODON_TOKEN": "demo-mastodon-token"}
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(ts))
+
+
+def _read_json(req: Any) -> Any:
+    size = min(int(req.headers.get("Content-Length") or 0), 1_000_000)
+    try:
+        return json.loads(req.rfile.read(size) or b"null")
+    except ValueError:
+        return None
+
+
+def _answer(req: Any, status: int, body: Any) -> None:
+    data = json.dumps(body).encode()
+    req.send_response(status)
+    req.send_header("Content-Type", "application/json; charset=utf-8")
+    req.send_header("Content-Length", str(len(data)))
+    req.end_headers()
+    req.wfile.write(data)
+
+
+def _snippet(text: str, limit: int = 140) -> str:
+    """What the received list shows of a post: one line, the retry marker left out."""
+    text = " ".join(text.split("<!-- cm-console:")[0].split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _DemoForum:
+    """The Discourse endpoints the connector uses, served on the demo's loopback server."""
+
+    def __init__(self, server: FeedServer, feed: dict, now: float, received: list[str]):
+        self.server = server
+        self.path = feed["path"]
+        self.received = received
+        self.lock = threading.Lock()
+        self.posts: list[dict[str, Any]] = []
+        oldest_first = sorted(feed["entries"], key=lambda e: -parse_duration(e["ago"]))
+        for n, entry in enumerate(oldest_first):
+            self.posts.append({
+                "id": 7000 + n, "name": entry["author"], "username": entry["username"],
+                "created_at": _iso(now - parse_duration(entry["ago"])),
+                "cooked": entry["html"], "post_number": entry["post_number"],
+                "reply_to_post_number": entry.get("reply_to"), "topic_id": entry["topic_id"],
+                "topic_slug": entry["slug"], "topic_title": entry["title"],
+                "category_id": 4, "post_type": 1, "raw": "",
+            })
+        self.created: list[dict[str, Any]] = []
+        server.route(f"{self.path}/posts.json", self.posts_json)
+        server.route(f"{self.path}/user_actions.json", self.user_actions)
+
+    def _authorized(self, req: Any) -> bool:
+        if req.headers.get("Api-Key") == DEMO_SECRETS["CM_DEMO_FORUM_KEY"]:
+            return True
+        _answer(req, 403, {"errors": ["The API username or key is invalid."],
+                           "error_type": "invalid_access"})
+        return False
+
+    def posts_json(self, req: Any) -> None:
+        if req.command == "POST":
+            self.create(req)
+            return
+        with self.lock:
+            latest = sorted(self.posts + self.created, key=lambda p: -p["id"])[:50]
+        _answer(req, 200, {"latest_posts": latest})
+
+    def create(self, req: Any) -> None:
+        if not self._authorized(req):
+            return
+        body = _read_json(req)
+        if not isinstance(body, dict) or not isinstance(body.get("raw"), str):
+            _answer(req, 422, {"errors": ["raw is missing"]})
+            return
+        private = body.get("archetype") == "private_message"
+        with self.lock:
+            post_id = 8000 + len(self.created)
+            if private:
+                topic_id, number, title = 9990 + post_id % 1000, 1, str(body.get("title"))
+            else:
+                topic_id = int(body.get("topic_id") or 0)
+                number = 1 + max((p["post_number"] for p in self.posts + self.created
+                                  if p["topic_id"] == topic_id), default=0)
+                title = next((p["topic_title"] for p in self.posts
+                              if p["topic_id"] == topic_id), "")
+            post = {"id": post_id, "name": "Tessel Team",
+                    "username": req.headers.get("Api-Username", ""),
+                    "created_at": _iso(time.time()), "cooked": f"<p>{escape(body['raw'])}</p>",
+                    "raw": body["raw"], "post_number": number,
+                    "reply_to_post_number": body.get("reply_to_post_number"),
+                    "topic_id": topic_id, "topic_slug": "reply", "topic_title": title,
+                    "category_id": None if private else 4, "post_type": 1}
+            self.created.append(post)
+        self.server.route(f"{self.path}/posts/{post_id}.json",
+                          lambda r, p=post: _answer(r, 200, p))
+        what = (f"forum private message to {body.get('target_recipients')}" if private
+                else f"forum reply in topic {topic_id}")
+        self.received.append(f"{time.strftime('%H:%M:%S')}  {what}: {_snippet(body['raw'])}")
+        _answer(req, 200, post)
+
+    def user_actions(self, req: Any) -> None:
+        if not self._authorized(req):
+            return
+        with self.lock:
+            actions = [{"post_id": p["id"], "topic_id": p["topic_id"],
+                        "post_number": p["post_number"], "created_at": p["created_at"],
+                        "action_type": 12 if p["category_id"] is None else 5}
+                       for p in reversed(self.created)]
+        _answer(req, 200, {"user_actions": actions})
+
+
+class _DemoMastodon:
+    """A Mastodon instance: notifications, the #tessel timeline, POST /api/v1/statuses
+    (which answers a repeated Idempotency-Key with the status it already made)."""
+
+    def __init__(self, server: FeedServer, feed: dict, now: float, received: list[str]):
+        self.received = received
+        self.lock = threading.Lock()
+        self.by_key: dict[str, dict[str, Any]] = {}
+        self.statuses: list[dict[str, Any]] = []
+        self.notifications: list[dict[str, Any]] = []
+        for n, entry in enumerate(feed["entries"]):
+            username, _, domain = entry["acct"].partition("@")
+            account = {"id": str(500 + n), "username": username, "acct": entry["acct"],
+                       "display_name": entry["author"], "url": f"https://{domain}/@{username}"}
+            created = _iso(now - parse_duration(entry["ago"]))
+            status = {"id": entry["status_id"], "created_at": created, "in_reply_to_id": None,
+                      "visibility": "public", "spoiler_text": "", "uri": entry["link"],
+                      "url": entry["link"], "content": entry["html"], "account": account,
+                      "reblog": None, "card": None}
+            self.statuses.append(status)
+            if entry.get("mention"):
+                self.notifications.append({"id": str(9000 + n), "type": "mention",
+                                           "created_at": created, "account": account,
+                                           "status": status})
+        base = feed["path"]
+        server.route(f"{base}/api/v1/notifications",
+                     lambda r: self.listing(r, self.notifications))
+        server.route(f"{base}/api/v1/timelines/tag/tessel",
+                     lambda r: self.listing(r, self.statuses))
+        server.route(f"{base}/api/v1/statuses", self.post)
+
+    def _authorized(self, req: Any) -> bool:
+        token = DEMO_SECRETS["CM_DEMO_MASTODON_TOKEN"]
+        if req.headers.get("Authorization") == f"Bearer {token}":
+            return True
+        _answer(req, 401, {"error": "The access token is invalid"})
+        return False
+
+    def listing(self, req: Any, entries: list[dict[str, Any]]) -> None:
+        if not self._authorized(req):
+            return
+        query = parse_qs(urlsplit(req.path).query)
+        rows = sorted(entries, key=lambda e: int(e["id"]), reverse=True)
+        if "min_id" in query:
+            rows = [r for r in rows if int(r["id"]) > int(query["min_id"][0])]
+        _answer(req, 200, rows[:40])
+
+    def post(self, req: Any) -> None:
+        if not self._authorized(req):
+            return
+        body = _read_json(req)
+        if not isinstance(body, dict) or not isinstance(body.get("status"), str):
+            _answer(req, 422, {"error": "Validation failed: Text can't be blank"})
+            return
+        key = req.headers.get("Idempotency-Key", "")
+        with self.lock:
+            if key and key in self.by_key:
+                _answer(req, 200, self.by_key[key])
+                return
+            status_id = str(113600000 + len(self.by_key))
+            status = {"id": status_id, "created_at": _iso(time.time()),
+                      "in_reply_to_id": body.get("in_reply_to_id"),
+                      "visibility": body.get("visibility", "public"),
+                      "url": f"https://mastodon.tessel.example/@tessel/{status_id}",
+                      "content": f"<p>{escape(body['status'])}</p>"}
+            self.by_key[key or status_id] = status
+        kind = "direct message" if status["visibility"] == "direct" else (
+            f"{status['visibility']} reply")
+        self.received.append(f"{time.strftime('%H:%M:%S')}  Mastodon {kind}: "
+                             f"{_snippet(body['status'])}")
+        _answer(req, 200, status)
+
+
+_PLATFORMS: dict[str, Callable[[FeedServer, dict, float, list[str]], Any]] = {
+    "discourse": _DemoForum, "mastodon": _DemoMastodon}
+
+
+def _platform_source(feed: dict, base: str) -> dict[str, Any]:
+    """The config entry of a demo platform, credentials as ${ENV} references."""
+    if feed["format"] == "discourse":
+        return {"id": feed["id"], "type": "discourse", "name": feed["name"], "url": base,
+                "api_key": "${CM_DEMO_FORUM_KEY}", "api_username": "tessel_team",
+                "notifications": False}
+    return {"id": feed["id"], "type": "mastodon", "name": feed["name"], "instance": base,
+            "token": "${CM_DEMO_MASTODON_TOKEN}", "hashtags": ["tessel"]}
+
+
 @dataclass
 class DemoEnv:
     config: Config
@@ -171,8 +381,17 @@ def demo_env(actor: str = "you", folder: Path | None = None) -> Iterator[DemoEnv
             req.end_headers()
 
         webhook_url = server.route("/hooks/demo", webhook)
-        sources = []
+        for name, value in DEMO_SECRETS.items():
+            previous = os.environ.get(name)
+            stack.callback(lambda n=name, v=previous: os.environ.__setitem__(n, v)
+                           if v is not None else os.environ.pop(n, None))
+            os.environ[name] = value
+        sources: list[dict[str, Any]] = []
         for feed in data["feeds"]:
+            if feed.get("format") in _PLATFORMS:
+                _PLATFORMS[feed["format"]](server, feed, now, received)
+                sources.append(_platform_source(feed, server.url(feed["path"])))
+                continue
             url = server.add(feed["path"], render_feed(feed, now),
                              "application/atom+xml" if feed.get("format") == "atom"
                              else "application/rss+xml")
