@@ -256,6 +256,17 @@ def _platform(item: Item, op: str, text: str, title: str = "") -> tuple[str, str
                                       "title": title})
 
 
+def outgoing_text(item: Item, op: str, text: str) -> str:
+    """What the platform will receive for ``text`` (Mastodon puts the author's @mention
+    first): the length limit is checked on this, and the TUI can show it in the review."""
+    from .sources import API_TYPES, connector
+
+    if item.source_type not in API_TYPES:
+        return text
+    build = getattr(connector(item.source_type), "outgoing_text", None)
+    return build(item.extra, op, text) if build is not None else text
+
+
 def reply(store: Store, config: Config, item_id: str, text: str, actor: str, *,
           template: Template | None = None, delay: float | None = None) -> Sent:
     """Answer publicly. Where the source has a write API (Mastodon, Discourse, Bluesky) the
@@ -270,6 +281,7 @@ def reply(store: Store, config: Config, item_id: str, text: str, actor: str, *,
         raise ValueError("the reply is empty")
     _check_length(text, config, item, template)
     if platform_can(config, item, "reply"):
+        _check_length(outgoing_text(item, "reply", text), config, item, template)
         updated, entries = _commit(
             store, item_id, {"state": "replied"}, actor, "reply",
             {"template": template.id if template else "", "text": text, "mode": "outbox",
@@ -299,7 +311,11 @@ def route_private(store: Store, config: Config, item_id: str, actor: str, *,
     if platform_can(config, item, "private"):
         if not private_text:
             raise ValueError("the private message is empty")
-        _check_length(private_text, config, item, private_template)
+        if public_text:
+            _check_length(outgoing_text(item, "reply", public_text), config, item,
+                          public_template)
+        _check_length(outgoing_text(item, "private", private_text), config, item,
+                      private_template)
         case = case_number(item_id)
         title = f"About your post: {one_line(item.title, 150)} ({case})" if item.title \
             else f"About your post ({case})"

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import pytest
 
 from cm_console import delivery
-from cm_console.actions import platform_can, reply, route_private, undo_last
+from cm_console.actions import outgoing_text, platform_can, reply, route_private, undo_last
 from cm_console.config import Config
 from cm_console.feedserver import FeedServer
 from cm_console.poller import Poller
@@ -362,6 +362,24 @@ def test_a_reply_to_a_direct_message_stays_direct(api: ApiServer, fake: FakeMast
     body = api.made("POST", "/api/v1/statuses")[0].json
     assert body["visibility"] == "direct"
     assert body["status"] == "@infosec_ally@infosec.example Thanks, looking now. @infosec_ally"
+
+
+def test_the_length_limit_counts_the_mention_the_platform_will_get(
+        api: ApiServer, fake: FakeMastodon, token: str,
+        make_config: Callable[..., Config]) -> None:
+    config, store = polled(api, fake, make_config)
+    item = store.get_item(sid("113522001000000001"))
+    assert item is not None
+    assert outgoing_text(item, "reply", "Hi") == "@ruth@hachyderm.example Hi"
+    with pytest.raises(ValueError, match="allows 500"):
+        reply(store, config, item.id, "x" * 490, "ann", delay=0.0)
+    with pytest.raises(ValueError, match="allows 500"):
+        route_private(store, config, item.id, "ann", public_text="",
+                      private_text="x" * 490, delay=0.0)
+    assert store.outbox() == []
+    sent = reply(store, config, item.id, "@ruth@hachyderm.example " + "x" * 470, "ann",
+                 delay=0.0)  # already mentioned: nothing is added
+    assert sent.mode == "outbox"
 
 
 def test_undo_within_the_window_sends_nothing(api: ApiServer, fake: FakeMastodon, token: str,

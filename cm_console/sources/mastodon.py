@@ -210,15 +210,22 @@ def can_send(item: Item, op: str) -> bool:
     return bool(item.extra.get("status_id")) and bool(item.extra.get("acct"))
 
 
+def outgoing_text(ids: dict[str, Any], op: str, text: str) -> str:
+    """The status text as posted: the author's ``@acct`` first unless the agent already
+    wrote it (a direct message reaches only the accounts it mentions, and a reply without
+    the mention does not notify). actions checks the length limit against this text."""
+    acct = str(ids.get("acct") or "")
+    mention = f"@{acct}"
+    if acct and mention.lower() not in text.lower():
+        return f"{mention} {text}"
+    return text
+
+
 def request_for(entry: OutboxEntry) -> dict[str, Any]:
     """The exact ``POST /api/v1/statuses`` body for an outbox entry (tests compare it)."""
     payload = entry.payload
     ids = payload.get("ids") or {}
-    acct = str(ids.get("acct") or "")
-    text = str(payload.get("text") or "")
-    mention = f"@{acct}"
-    if acct and mention.lower() not in text.lower():
-        text = f"{mention} {text}"
+    text = outgoing_text(ids, str(payload.get("op") or ""), str(payload.get("text") or ""))
     original = str(ids.get("visibility") or "public")
     if payload.get("op") == "private":
         visibility = "direct"
