@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 
 from .config import Config, SourceConfig
 from .fetch import FetchError, fetch, make_client
-from .models import Item, SourceState
+from .ingest import ingest_job
+from .models import Event, Item, SourceState
+from .rules import apply_rules, match_text
 from .sanitize import one_line
-from .sources import API_TYPES, POLLABLE, FeedError, feed_url, parse_job
+from .sources import API_TYPES, POLLABLE, FeedError, feed_url
 from .store import NewItem, Store
 
 __all__ = ["CycleReport", "Poller", "SourceResult"]
@@ -157,7 +159,8 @@ class Poller:
             nonlocal pending_items, pending_states, last_flush
             if not pending_items and not pending_states:
                 return []
-            added = self.store.add_items(pending_items, pending_states)
+            events = self._apply_rules(pending_items)
+            added = self.store.add_items(pending_items, pending_states, events)
             pending_items, pending_states = [], []
             last_flush = time.monotonic()
             return added
@@ -198,6 +201,28 @@ class Poller:
                 result.new = sum(1 for i in added_set if i.startswith(result.source + ":"))
         report.finished = self.clock()
         return report
+
+    def _apply_rules(self, entries: list[NewItem]) -> list[Event]:
+        """Run the config's routing rules on new items before they are stored (same commit);
+        each item a rule changed gets one "rules" event saying which rules and what."""
+        if not self.config.rules:
+            return []
+        events = []
+        now = self.clock()
+        for entry in entries:
+            item = entry.item
+            result = apply_rules(self.config.rules, item, match_text(item, entry.text))
+            if not result.matches:
+                continue
+            for key, value in result.changes.items():
+                setattr(item, key, value)
+            visible = {k: v for k, v in result.changes.items() if k != "extra"}
+            if "escalate_to" in result.changes.get("extra", {}):
+                visible["escalate_to"] = result.changes["extra"]["escalate_to"]
+            events.append(Event(ts=now, actor="rules", action="rules", item=item.id,
+                                data={"rules": [m.rule.id for m in result.matches],
+                                      "after": visible}))
+        return events
 
     async def _poll_source(self, client: object, src: SourceConfig, state: SourceState
                            ) -> tuple[SourceResult, SourceState, list[NewItem]]:
@@ -334,17 +359,17 @@ class Poller:
         loop = asyncio.get_running_loop()
         workers = self.config.poll.parse_workers
         if workers <= 0 or self._pool_broken:
-            return await asyncio.to_thread(parse_job, src.id, src.type, body, base_url, now)
+            return await asyncio.to_thread(ingest_job, src.id, src.type, body, base_url, now)
         try:
             if self._pool is None:
                 self._pool = concurrent.futures.ProcessPoolExecutor(
                     workers, mp_context=_pool_context())
-            future = loop.run_in_executor(self._pool, parse_job, src.id, src.type, body,
+            future = loop.run_in_executor(self._pool, ingest_job, src.id, src.type, body,
                                           base_url, now)
         except (OSError, ValueError):
             # No worker processes on this platform/environment: parse in a thread instead.
             self._pool_broken = True
-            return await asyncio.to_thread(parse_job, src.id, src.type, body, base_url, now)
+            return await asyncio.to_thread(ingest_job, src.id, src.type, body, base_url, now)
         try:
             return await future
         except concurrent.futures.process.BrokenProcessPool:
