@@ -515,13 +515,14 @@ def cmd_reply(args: argparse.Namespace, config: Config, store: Store, actor: str
         print(text)
         return EXIT_OK
     try:
-        sent = reply(store, config, item.id, text, actor, template=template)
+        sent = reply(store, config, item.id, text, actor, template=template, delay=0.0)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_FAILED) from None
     print(sent.text)
-    if sent.mode == "clipboard":
-        print(f"\n{item.source} has no reply API here: paste the text above at "
-              f"{item.url or '(no link)'}; the item is marked replied.", file=sys.stderr)
+    if sent.mode == "outbox":  # a script has no undo window: post it now
+        return _deliver_now(store, config)
+    print(f"\n{item.source} has no reply API here: paste the text above at "
+          f"{item.url or '(no link)'}; the item is marked replied.", file=sys.stderr)
     return EXIT_OK
 
 
@@ -544,7 +545,8 @@ def cmd_route_private(args: argparse.Namespace, config: Config, store: Store,
                              private_template=private, delay=0.0)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_FAILED) from None
-    print(f"public acknowledgement (paste at {item.url or '(no link)'}):\n{sent.text}\n")
+    if sent.mode == "clipboard":
+        print(f"public acknowledgement (paste at {item.url or '(no link)'}):\n{sent.text}\n")
     return _deliver_now(store, config)
 
 

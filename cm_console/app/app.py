@@ -451,14 +451,20 @@ class InboxScreen(Screen[None]):
         written = await self._draft(item, "Reply", "public")
         while written is not None:
             template, text = written
+            on_platform = actions.platform_can(self.cm.config, item, "reply")
             summary = self._warnings(item, opened)
             summary.append(f"Reply to {one_line(item.author, 60)} on {item.source}\n",
                            style="bold")
             summary.append(f"{one_line(item.url, 200)}\n\n", style="dim")
-            summary.append(text + "\n\n")
-            summary.append("No reply API for this source: the text goes to the clipboard and "
-                           "the post opens in your browser; the item is marked replied.",
-                           style="italic")
+            summary.append(actions.outgoing_text(item, "reply", text) + "\n\n")
+            if on_platform:
+                wait = self.cm.config.undo_window
+                summary.append(f"Posted on {item.source_type} after {wait:.0f}s (u undoes until "
+                               "then).", style="italic")
+            else:
+                summary.append("No reply API for this source: the text goes to the clipboard "
+                               "and the post opens in your browser; the item is marked replied.",
+                               style="italic")
             choice = await self.app.push_screen_wait(ReviewScreen(summary))
             if choice == "edit":
                 limit = templates.length_limit(template, self.cm.config.source(item.source),
@@ -472,7 +478,10 @@ class InboxScreen(Screen[None]):
                 return
             sent = self.cm.perform(partial(actions.reply, config=self.cm.config), item.id,
                                    text, template=template)
-            if sent is not None:
+            if sent is not None and sent.mode == "outbox":
+                self.notify(f"Reply queued for {item.source_type}: it is posted in "
+                            f"{self.cm.config.undo_window:.0f}s (u undoes).", timeout=5)
+            elif sent is not None:
                 self.app.copy_to_clipboard(sent.text)
                 if item.url:
                     self.app.open_url(item.url)
@@ -494,7 +503,9 @@ class InboxScreen(Screen[None]):
 
     async def _private_flow(self, item: Item, opened: float) -> None:
         config = self.cm.config
-        if not config.support_email:
+        direct = actions.platform_can(config, item, "private")
+        public_api = actions.platform_can(config, item, "reply")
+        if not direct and not config.support_email:
             self.notify("No private channel for this source and no support_email in the config.",
                         severity="error")
             return
@@ -505,11 +516,13 @@ class InboxScreen(Screen[None]):
         if private is None:
             return
         summary = self._warnings(item, opened)
-        summary.append("Public acknowledgement (clipboard + browser):\n", style="bold")
-        summary.append(public[1] + "\n\n")
-        summary.append(f"Private message: e-mail hand-off to {config.support_email}\n",
-                       style="bold")
-        summary.append(private[1] + "\n\n")
+        where = f"posted on {item.source_type}" if public_api else "clipboard + browser"
+        summary.append(f"Public acknowledgement ({where}):\n", style="bold")
+        summary.append(actions.outgoing_text(item, "reply", public[1]) + "\n\n")
+        channel = (f"a private message on {item.source_type}" if direct
+                   else f"an e-mail hand-off to {config.support_email}")
+        summary.append(f"Private: {channel}\n", style="bold")
+        summary.append(actions.outgoing_text(item, "private", private[1]) + "\n\n")
         summary.append(f"Leaves after {config.undo_window:.0f}s (u undoes until then).",
                        style="italic")
         if await self.app.push_screen_wait(ReviewScreen(summary)) != "send":
@@ -518,12 +531,17 @@ class InboxScreen(Screen[None]):
         sent = self.cm.perform(partial(actions.route_private, config=config), item.id,
                                public_text=public[1], private_text=private[1],
                                public_template=public[0], private_template=private[0])
-        if sent is not None:
+        if sent is None:
+            return
+        if sent.mode == "clipboard":
             self.app.copy_to_clipboard(sent.text)
             if item.url:
                 self.app.open_url(item.url)
-            self.notify("Routed private: acknowledgement copied, hand-off queued "
-                        f"({config.undo_window:.0f}s to undo with u).", timeout=5)
+            ack = "acknowledgement copied to paste"
+        else:
+            ack = "acknowledgement queued"
+        self.notify(f"Routed private: {ack}, private message queued "
+                    f"({config.undo_window:.0f}s to undo with u).", timeout=5)
 
     @work(exclusive=True, group="compose")
     async def action_escalate(self) -> None:
