@@ -661,6 +661,7 @@ class CMConsoleApp(App[int]):
         self.poll_on_start = poll_on_start
         self.views = standard_views(config)
         self.poller = Poller(config, store)
+        self.poller.prepare()  # before Textual replaces sys.stderr (see poller._start_helpers)
         self.polling = False
         self.delivering = False
         self.poll_progress = ""
