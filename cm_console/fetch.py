@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import httpx
 
 from . import __version__
@@ -132,9 +133,27 @@ class _Decoder:
         return b"".join(self.parts)
 
 
-async def fetch(client: httpx.AsyncClient, url: str, *, etag: str = "",
+def make_feed_session(*, concurrency: int, timeout: float) -> aiohttp.ClientSession:
+    """The shared session for a poll cycle's feed fetches.
+
+    Feeds go through aiohttp rather than httpx: a conditional GET answered 304 costs ~0.13 ms
+    of client CPU here against ~1.1 ms (measured on 1000 feeds, bench/README.md), which is
+    most of a warm poll. Bodies arrive undecoded (``auto_decompress=False``) so _Decoder can
+    cap them; connection limits and header sizes are bounded.
+    """
+    connector = aiohttp.TCPConnector(limit=concurrency, ttl_dns_cache=300)
+    return aiohttp.ClientSession(
+        connector=connector, auto_decompress=False, trust_env=True,
+        headers={"User-Agent": USER_AGENT},
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10.0)),
+        max_line_size=16_384, max_field_size=16_384,
+    )
+
+
+async def fetch(session: aiohttp.ClientSession, url: str, *, etag: str = "",
                 last_modified: str = "", timeout: float = 30.0, max_bytes: int = 10_000_000,
-                max_retry_after: float = 86400.0, headers: dict[str, str] | None = None,
+                max_redirects: int = 5, max_retry_after: float = 86400.0,
+                headers: dict[str, str] | None = None,
                 accept: str = "application/rss+xml, application/atom+xml, "
                               "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5",
                 ) -> FetchResult:
@@ -148,26 +167,28 @@ async def fetch(client: httpx.AsyncClient, url: str, *, etag: str = "",
         request_headers.update(headers)
     try:
         async with asyncio.timeout(timeout):
-            async with client.stream("GET", url, headers=request_headers) as resp:
-                status = resp.status_code
+            # aiohttp raises on the Nth redirect; the config means "follow up to N".
+            async with session.get(url, headers=request_headers, allow_redirects=True,
+                                   max_redirects=max_redirects + 1) as resp:
+                status = resp.status
                 final_url = str(resp.url)
+                reason = one_line(resp.reason or "", 60)
                 if status == 304:
                     return FetchResult(304, b"", final_url, etag, last_modified)
                 if status in (429, 503):
                     wait = parse_retry_after(resp.headers.get("retry-after"), time.time(),
                                              max_retry_after)
                     note = f" (Retry-After {wait:.0f}s)" if wait else ""
-                    raise FetchError(f"HTTP {status} {one_line(resp.reason_phrase, 60)}{note}",
-                                     status=status, retry_after=wait)
-                if status >= 400 or status < 200 or status >= 300:
-                    raise FetchError(f"HTTP {status} {one_line(resp.reason_phrase, 60)}",
-                                     status=status)
+                    raise FetchError(f"HTTP {status} {reason}{note}", status=status,
+                                     retry_after=wait)
+                if not 200 <= status < 300:
+                    raise FetchError(f"HTTP {status} {reason}", status=status)
                 length = resp.headers.get("content-length", "")
                 if length.isdigit() and int(length) > max_bytes:
                     raise FetchError(f"response is {int(length):,} bytes; the limit is "
                                      f"{max_bytes:,}", status=status)
                 decoder = _Decoder(resp.headers.get("content-encoding", ""), max_bytes)
-                async for chunk in resp.aiter_raw():
+                async for chunk in resp.content.iter_chunked(65_536):
                     decoder.feed(chunk)
                 return FetchResult(
                     200, decoder.body(), final_url,
@@ -176,17 +197,15 @@ async def fetch(client: httpx.AsyncClient, url: str, *, etag: str = "",
                 )
     except TimeoutError:
         raise FetchError(f"no complete response within {timeout:.0f}s") from None
-    except httpx.TooManyRedirects:
+    except aiohttp.TooManyRedirects:
         raise FetchError("too many redirects") from None
-    except httpx.UnsupportedProtocol as exc:
+    except (aiohttp.InvalidURL, aiohttp.RedirectClientError,
+            aiohttp.NonHttpUrlClientError) as exc:  # redirects to file:, data:, ftp: ...
         raise FetchError(f"unsupported redirect or URL scheme ({one_line(exc, 120)})") from None
-    except httpx.InvalidURL as exc:  # e.g. a redirect to "data:text/xml,..."; not an HTTPError
-        raise FetchError(f"bad redirect or URL ({one_line(exc, 120)})") from None
-    except httpx.ConnectError as exc:
-        raise FetchError(f"cannot connect ({one_line(exc, 160) or 'refused'})") from None
-    except httpx.TimeoutException:
-        raise FetchError(f"timed out after {timeout:.0f}s") from None
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientConnectorError as exc:
+        raise FetchError(f"cannot connect ({one_line(exc.os_error, 160) or 'refused'})"
+                         ) from None
+    except aiohttp.ClientError as exc:
         raise FetchError(f"{type(exc).__name__}: {one_line(exc, 160)}") from None
     except (ValueError, UnicodeError) as exc:  # malformed URLs/headers from redirects
         raise FetchError(f"bad response: {one_line(exc, 160)}") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import multiprocessing
 import random
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .config import Config, SourceConfig
-from .fetch import FetchError, fetch, make_client
+from .fetch import FetchError, fetch, make_client, make_feed_session
 from .ingest import ingest_job
 from .models import Event, Item, SourceState
 from .rules import apply_rules, match_text
@@ -174,9 +175,16 @@ class Poller:
 
         poll_cfg = self.config.poll
         sem = asyncio.Semaphore(poll_cfg.concurrency)
-        async with make_client(concurrency=poll_cfg.concurrency,
-                               max_redirects=poll_cfg.max_redirects,
-                               timeout=poll_cfg.timeout) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            session = await stack.enter_async_context(make_feed_session(
+                concurrency=poll_cfg.concurrency, timeout=poll_cfg.timeout))
+            # The JSON APIs keep httpx (its per-request cost does not matter at their rates);
+            # it is only built when the cycle has an API source.
+            client = None
+            if any(s.type in API_TYPES for s in chosen):
+                client = await stack.enter_async_context(make_client(
+                    concurrency=poll_cfg.concurrency, max_redirects=poll_cfg.max_redirects,
+                    timeout=poll_cfg.timeout))
 
             handed: dict[str, list[NewItem]] = {}
 
@@ -184,7 +192,7 @@ class Poller:
                 # Items are handed over here, not returned: a finished task keeps its result
                 # alive until the cycle ends, and 50,000 bodies held that way cost ~220 MB.
                 async with sem:
-                    result, state, items = await self._poll_source(client, src,
+                    result, state, items = await self._poll_source(session, client, src,
                                                                    states[src.id])
                 handed[src.id] = items
                 return result, state
@@ -239,7 +247,8 @@ class Poller:
                                       "after": visible}))
         return events
 
-    async def _poll_source(self, client: object, src: SourceConfig, state: SourceState
+    async def _poll_source(self, session: object, client: object, src: SourceConfig,
+                           state: SourceState
                            ) -> tuple[SourceResult, SourceState, list[NewItem]]:
         started = time.monotonic()
         now = self.clock()
@@ -263,8 +272,9 @@ class Poller:
         try:
             url = feed_url(src.type, src.url, src.options)
             fetched = await fetch(
-                client, url, etag=state.etag, last_modified=state.last_modified,  # type: ignore[arg-type]
-                timeout=poll_cfg.timeout, max_bytes=poll_cfg.max_bytes,
+                session, url, etag=state.etag,  # type: ignore[arg-type]
+                last_modified=state.last_modified, timeout=poll_cfg.timeout,
+                max_bytes=poll_cfg.max_bytes, max_redirects=poll_cfg.max_redirects,
                 max_retry_after=poll_cfg.max_retry_after,
                 headers={str(k): str(v) for k, v in src.options.get("headers", {}).items()}
                 if isinstance(src.options.get("headers"), dict) else None,
