@@ -31,6 +31,7 @@ from .store import NewItem, Store
 __all__ = ["CycleReport", "Poller", "SourceResult"]
 
 FLUSH_EVERY = 1.0  # seconds between batch commits while a cycle runs
+FLUSH_ITEMS = 2000  # ...or sooner, so one batch (and its bodies) never holds a whole poll
 
 
 @dataclass(slots=True)
@@ -207,7 +208,8 @@ class Poller:
                     pending_states.append(state)
                     done += 1
                     added: list[str] = []
-                    if time.monotonic() - last_flush >= FLUSH_EVERY or done == total:
+                    if (time.monotonic() - last_flush >= FLUSH_EVERY or done == total
+                            or len(pending_items) >= FLUSH_ITEMS):
                         added = flush()
                         report.new_ids.extend(added)
                     if on_progress is not None:

@@ -668,7 +668,7 @@ class Store:
                 refs.append([pos, len(rec)])
                 chunks.append(rec)
                 pos += len(rec)
-            fh.write(b"".join(chunks))
+            fh.writelines(chunks)  # not joined: a big batch would be copied whole
             fh.flush()
             os.fsync(fh.fileno())
         return refs
