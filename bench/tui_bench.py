@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import resource
 import statistics
 import tempfile
 import time
@@ -105,7 +106,8 @@ async def measure(n: int, folder: Path) -> dict[str, float]:
             "done_cpu_ms": statistics.median(cpu["d"]) * 1000,
             "move_ms_median": statistics.median(moves) * 1000,
             "done_ms_median": statistics.median(dones) * 1000,
-            "search_typing_s": search, "search_hits": narrowed}
+            "search_typing_s": search, "search_hits": narrowed,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def main() -> None:
@@ -118,7 +120,7 @@ def main() -> None:
     print("key times: ms per keypress until idle, minus Pilot's overhead (an unbound key);\n"
           "wall = what the user waits, cpu = work done by the process")
     print(f"{'items':>7} {'open s':>7} {'paint s':>8} {'pilot ms':>9} {'j wall':>7} "
-          f"{'j cpu':>6} {'d wall':>7} {'d cpu':>6} {'search s':>9}")
+          f"{'j cpu':>6} {'d wall':>7} {'d cpu':>6} {'search s':>9} {'peak MB':>8}")
     for n in (int(s) for s in args.sizes.split(",")):
         r = asyncio.run(measure(n, folder))
         base = r["pilot_ms_median"]
@@ -126,7 +128,8 @@ def main() -> None:
         print(f"{r['items']:>7} {r['store_open_s']:>7.2f} {r['first_paint_s']:>8.2f} "
               f"{base:>9.1f} {r['move_ms_median'] - base:>7.1f} "
               f"{r['move_cpu_ms'] - cbase:>6.1f} {r['done_ms_median'] - base:>7.1f} "
-              f"{r['done_cpu_ms'] - cbase:>6.1f} {r['search_typing_s']:>9.2f}")
+              f"{r['done_cpu_ms'] - cbase:>6.1f} {r['search_typing_s']:>9.2f} "
+              f"{r['peak_rss_mb']:>8.0f}")
 
 
 if __name__ == "__main__":

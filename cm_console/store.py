@@ -541,13 +541,19 @@ class Store:
 
     def item_ids(self, *, states: Iterable[str] | None = None, source: str | None = None,
                  tag: str | None = None, assignee: str | None = None,
-                 text: str | None = None, unassigned: bool = False) -> list[str]:
-        """Ids matching every given filter, newest first (no bodies are read)."""
+                 text: str | None = None, unassigned: bool = False,
+                 due_before: tuple[dict[str, float], float] | None = None) -> list[str]:
+        """Ids matching every given filter, newest first (no bodies are read).
+
+        ``due_before=(slas, now)`` keeps items whose source has an SLA (seconds) that
+        ran out before ``now``: the Breached SLA view, filtered on the hot records.
+        """
         with self._mutex:
-            return self._item_ids(states, source, tag, assignee, text, unassigned)
+            return self._item_ids(states, source, tag, assignee, text, unassigned, due_before)
 
     def _item_ids(self, states: Iterable[str] | None, source: str | None, tag: str | None,
-                  assignee: str | None, text: str | None, unassigned: bool) -> list[str]:
+                  assignee: str | None, text: str | None, unassigned: bool,
+                  due_before: tuple[dict[str, float], float] | None = None) -> list[str]:
         items = self._data["items"]
         wanted = frozenset(states) if states is not None else None
         needle = text.casefold() if text else None
@@ -564,6 +570,10 @@ class Store:
                 continue
             if unassigned and doc.get("assignee"):
                 continue
+            if due_before is not None:
+                sla = due_before[0].get(doc.get("source", ""))
+                if not sla or doc.get("published", 0.0) + sla >= due_before[1]:
+                    continue
             if needle and needle not in (
                 f"{doc.get('title', '')}\n{doc.get('author', '')}\n{doc.get('summary', '')}"
             ).casefold():

@@ -75,15 +75,12 @@ def view_ids(store: Store, view: View, actor: str, flt: Filter | None = None) ->
         states = (flt.state,)
     if flt.source and view.source and flt.source != view.source:
         return []
-    ids = store.item_ids(states=states, source=flt.source or view.source, tag=flt.tag,
-                         assignee=actor if view.mine else None, text=flt.text or None,
-                         unassigned=view.unassigned)
-    if view.breached:
-        slas = dict(view.slas)
-        now = time.time()
-        ids = [i.id for i in store.items(ids)
-               if i.source in slas and i.published + slas[i.source] < now]
-    return ids
+    if view.breached and not view.slas:
+        return []  # no source has an SLA: nothing can be late
+    due = (dict(view.slas), time.time()) if view.breached else None
+    return store.item_ids(states=states, source=flt.source or view.source, tag=flt.tag,
+                          assignee=actor if view.mine else None, text=flt.text or None,
+                          unassigned=view.unassigned, due_before=due)
 
 
 def sla_left(item_published: float, sla: float | None, now: float | None = None) -> float | None:
