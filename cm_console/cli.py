@@ -134,6 +134,12 @@ def _parser() -> argparse.ArgumentParser:
     digest.add_argument("--email", nargs="*", metavar="ADDRESS",
                         help="send it (default: every team member with an e-mail)")
 
+    approvals = sub.add_parser("approvals", help="answers waiting for a reviewer")
+    approvals.add_argument("--approve", metavar="ID", help="send this answer")
+    approvals.add_argument("--reject", metavar="ID", help="turn this answer down")
+    approvals.add_argument("--note", default="", help="why (with --reject)")
+    approvals.add_argument("--json", action="store_true")
+
     rules = sub.add_parser("rules", help="routing rules: replay them over stored items")
     rules_sub = rules.add_subparsers(dest="rules_command", metavar="test", required=True)
     rules_test = rules_sub.add_parser("test", help="what the config's rules would change now")
@@ -204,7 +210,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                "mark": cmd_mark, "reply": cmd_reply, "route-private": cmd_route_private,
                "escalate": cmd_escalate, "outbox": cmd_outbox, "log": cmd_log,
                "report": cmd_report, "digest": cmd_digest, "rules": cmd_rules_test,
-               "explain": cmd_explain}[args.command]
+               "explain": cmd_explain, "approvals": cmd_approvals}[args.command]
     return handler(args, config, store, actor)
 
 
@@ -514,6 +520,14 @@ def cmd_reply(args: argparse.Namespace, config: Config, store: Store, actor: str
     if args.dry_run:
         print(text)
         return EXIT_OK
+    from . import approvals
+
+    if approvals.needs_approval(config, actor, template):
+        approval = approvals.submit(store, item.id, actor, "reply",
+                                    {"text": text, "template": template.id if template else ""})
+        print(f"{item.id}: waiting for approval ({approval}); a lead approves it with "
+              f"`cm-console approvals --approve {approval}`")
+        return EXIT_OK
     try:
         sent = reply(store, config, item.id, text, actor, template=template, delay=0.0)
     except ValueError as exc:
@@ -538,6 +552,14 @@ def cmd_route_private(args: argparse.Namespace, config: Config, store: Store,
     private_text = _render(config, private, item, actor)
     if args.dry_run:
         print(f"public:\n{public_text}\n\nprivate:\n{private_text}")
+        return EXIT_OK
+    from . import approvals
+
+    if approvals.needs_approval(config, actor, public, private):
+        approval = approvals.submit(store, item.id, actor, "route_private", {
+            "public_text": public_text, "private_text": private_text,
+            "public_template": public.id, "private_template": private.id})
+        print(f"{item.id}: waiting for approval ({approval})")
         return EXIT_OK
     try:
         sent = route_private(store, config, item.id, actor, public_text=public_text,
@@ -711,6 +733,32 @@ def cmd_explain(args: argparse.Namespace, config: Config, store: Store, actor: s
     for rule, matched, reasons in evaluate(config.rules, item, text):
         mark = "✓" if matched else "✗"
         print(f"  {mark} {rule.id} (line {rule.line}): " + "; ".join(reasons))
+    return EXIT_OK
+
+
+def cmd_approvals(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
+    from . import approvals
+
+    try:
+        if args.approve:
+            sent = approvals.approve(store, config, args.approve, actor)
+            print(f"approved: {sent.item.id} ({sent.mode})")
+            return _deliver_now(store, config) if sent.outbox else EXIT_OK
+        if args.reject:
+            approvals.reject(store, config, args.reject, actor, args.note)
+            print(f"rejected: {args.reject}")
+            return EXIT_OK
+    except (KeyError, ValueError) as exc:
+        raise CliError(str(exc.args[0] if isinstance(exc, KeyError) else exc),
+                       EXIT_FAILED) from None
+    for row in store.approvals():
+        if args.json:
+            _json_line(row)
+            continue
+        payload = row["payload"]
+        text = payload.get("text") or payload.get("private_text", "")
+        print(f"{row['id']}  {row['op']:<13} by {row['actor']:<10} {row['item']}  "
+              f"{one_line(text, 70)}")
     return EXIT_OK
 
 

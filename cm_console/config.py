@@ -166,6 +166,8 @@ class Config:
     poll: PollConfig = field(default_factory=PollConfig)
     keys: dict[str, str] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
+    review_roles: list[str] = field(default_factory=list)  # their answers need approval
+    approver_roles: list[str] = field(default_factory=lambda: ["lead"])
     undo_window: float = 10.0
     warnings: list[ConfigIssue] = field(default_factory=list)
 
@@ -425,7 +427,7 @@ def _kind(value: Any) -> str:
 
 
 _TOP_KEYS = ("version", "store", "poll", "sources", "team", "templates", "escalation", "keys",
-             "undo_window", "support_email", "smtp", "rules")
+             "undo_window", "support_email", "smtp", "rules", "approvals")
 _SOURCE_COMMON = ("id", "type", "name", "url", "interval", "enabled", "max_length", "sla")
 # Type-specific keys; validated loosely here, by each connector when it runs.
 _SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -579,6 +581,15 @@ def parse_config(text: str, file: str = CONFIG_NAME, base_dir: Path | None = Non
 
     rules = _parse_rules(check, root.get("rules"), sources, team, targets)
 
+    approvals = check.mapping(root.get("approvals"), "approvals", ("review", "approvers"))
+    review_roles = check.strings(approvals, "review", "approvals")
+    approver_roles = check.strings(approvals, "approvers", "approvals") or ["lead"]
+    for key, roles in (("review", review_roles), ("approvers", approver_roles)):
+        for role in roles:
+            if role not in ROLES:
+                check.error(f"approvals.{key}", f'unknown role "{role}" (known: '
+                            f'{", ".join(ROLES)})')
+
     keys_data = check.mapping(root.get("keys"), "keys", BINDING_IDS)
     keys = {k: str(v) for k, v in keys_data.items() if k in BINDING_IDS and v is not None}
 
@@ -589,7 +600,8 @@ def parse_config(text: str, file: str = CONFIG_NAME, base_dir: Path | None = Non
     return Config(
         path=None, store=store, sources=sources, team=team, templates=templates,
         escalation_targets=targets, support_email=check.string(root, "support_email", ""),
-        smtp=smtp, poll=poll, keys=keys, rules=rules,
+        smtp=smtp, poll=poll, keys=keys, rules=rules, review_roles=review_roles,
+        approver_roles=approver_roles,
         undo_window=check.duration(root, "undo_window", "", 10.0),
         warnings=[i for i in check.issues if i.severity == "warning"],
     )

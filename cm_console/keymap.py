@@ -45,6 +45,7 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("sources", "S", "sources", "Sources", False),
     KeySpec("outbox", "O", "outbox", "Outbox", False),
     KeySpec("dashboard", "D", "dashboard", "Dashboard", False),
+    KeySpec("approvals", "A", "approvals", "Approvals", False),
     KeySpec("views.next", "tab", "focus_next_pane", "Next pane", False),
     KeySpec("help", "question_mark", "help", "Help"),
     KeySpec("back", "q,escape", "back", "Back/Quit"),

@@ -49,7 +49,7 @@ from .models import SCHEMA_VERSION, Event, Item, OutboxEntry, SourceState
 
 __all__ = ["NewItem", "Store", "StoreCorrupt", "StoreError"]
 
-TABLES = ("items", "sources", "events", "outbox", "meta", "claims")
+TABLES = ("items", "sources", "events", "outbox", "meta", "claims", "approvals")
 LOCK_TIMEOUT = 15.0
 MIN_COMPACT_BYTES = 4_000_000
 
@@ -790,6 +790,13 @@ class Store:
         with self._mutex:
             return {k: dict(v) for k, v in self._data["claims"].items()
                     if v.get("until", 0) > now}
+
+    def approvals(self, status: str | None = "awaiting") -> list[dict[str, Any]]:
+        """Answers waiting for (or decided by) a reviewer, oldest first."""
+        with self._mutex:
+            rows = [dict(v, id=k) for k, v in self._data["approvals"].items()
+                    if status is None or v.get("status") == status]
+        return sorted(rows, key=lambda r: r.get("created", 0.0))
 
     @property
     def schema_version(self) -> int:

@@ -27,7 +27,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, Label
 from textual.worker import Worker, WorkerState
 
-from .. import actions, claims, delivery, templates
+from .. import actions, approvals, claims, delivery, templates
 from ..config import Config, Template
 from ..keymap import KEYS
 from ..models import Item
@@ -35,7 +35,13 @@ from ..poller import CycleReport, Poller, SourceResult
 from ..sanitize import one_line
 from ..store import Store, StoreError
 from ..views import Filter, View, standard_views, view_count, view_ids
-from .compose import ComposeScreen, OutboxScreen, ReviewScreen, TemplatePickerScreen
+from .compose import (
+    ApprovalsScreen,
+    ComposeScreen,
+    OutboxScreen,
+    ReviewScreen,
+    TemplatePickerScreen,
+)
 from .dashboard import DashboardScreen
 from .screens import FilterScreen, HelpScreen, PickScreen, PromptScreen, ReaderScreen, SourcesScreen
 from .widgets import DetailPane, ItemList, StatusBar, ViewsList, render_item
@@ -476,6 +482,12 @@ class InboxScreen(Screen[None]):
             if choice != "send":
                 self.notify("Reply discarded.", timeout=2)
                 return
+            if approvals.needs_approval(self.cm.config, self.cm.actor, template):
+                self.cm.perform(_submit, item.id, "reply", {
+                    "text": text, "template": template.id if template else ""})
+                self.notify("Sent for approval: a lead reviews it before it goes out.",
+                            timeout=5)
+                return
             sent = self.cm.perform(partial(actions.reply, config=self.cm.config), item.id,
                                    text, template=template)
             if sent is not None and sent.mode == "outbox":
@@ -527,6 +539,13 @@ class InboxScreen(Screen[None]):
                        style="italic")
         if await self.app.push_screen_wait(ReviewScreen(summary)) != "send":
             self.notify("Nothing sent.", timeout=2)
+            return
+        if approvals.needs_approval(config, self.cm.actor, public[0], private[0]):
+            self.cm.perform(_submit, item.id, "route_private", {
+                "public_text": public[1], "private_text": private[1],
+                "public_template": public[0].id if public[0] else "",
+                "private_template": private[0].id if private[0] else ""})
+            self.notify("Sent for approval: a lead reviews it before it goes out.", timeout=5)
             return
         sent = self.cm.perform(partial(actions.route_private, config=config), item.id,
                                public_text=public[1], private_text=private[1],
@@ -584,6 +603,11 @@ class InboxScreen(Screen[None]):
         if sent is not None:
             self.notify(f"Escalated to {target}: {len(sent.outbox)} message(s) queued "
                         f"({config.undo_window:.0f}s to undo with u).", timeout=5)
+
+
+def _submit(store: Store, item_id: str, op: str, payload: dict, actor: str) -> str:
+    """approvals.submit in the (store, *args, actor) order that perform() uses."""
+    return approvals.submit(store, item_id, actor, op, payload)
 
 
 class ItemCommands(Provider):
@@ -648,7 +672,8 @@ class CMConsoleApp(App[int]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
     BINDINGS = [
         Binding(spec.keys, spec.action, spec.description, show=spec.show, id=spec.id)
-        for spec in KEYS if spec.action in {"poll_now", "sources", "help", "outbox", "dashboard"}
+        for spec in KEYS
+        if spec.action in {"poll_now", "sources", "help", "outbox", "dashboard", "approvals"}
     ]
 
     def __init__(self, config: Config, store: Store, actor: str, *, demo: Any = None,
@@ -887,6 +912,9 @@ class CMConsoleApp(App[int]):
             text.append(f" · outbox {len(waiting)}" + (f" ({failed} failing, O)" if failed
                                                         else ""),
                         style="bold yellow" if failed else "")
+        waiting_approval = len(self.store.approvals())
+        if waiting_approval and approvals.can_approve(self.config, self.actor):
+            text.append(f" · {waiting_approval} awaiting approval (A)", style="bold")
         if self.demo is not None:
             text.append(" · DEMO: sample data on 127.0.0.1", style="italic")
         text.append(f" · {self.member_names.get(self.actor, self.actor)}", style="dim")
@@ -898,6 +926,69 @@ class CMConsoleApp(App[int]):
         keys = {spec.id: spec.keys for spec in KEYS}
         keys.update(self.config.keys)
         self.push_screen(HelpScreen(keys))
+
+    def action_approvals(self) -> None:
+        if not isinstance(self.screen, ApprovalsScreen):
+            self.push_screen(ApprovalsScreen(*self._approval_rows()))
+
+    def _approval_rows(self) -> tuple[list[dict], dict[str, str]]:
+        rows = self.store.approvals()
+        titles = {}
+        for row in rows:
+            item = self.store.get_item(row["item"])
+            titles[row["item"]] = item.title if item else row["item"]
+        return rows, titles
+
+    def decide_approval(self, approval_id: str, *, approve: bool,
+                        edited: dict[str, str] | None = None) -> None:
+        if approve:
+            sent = self._approve(approval_id, edited)
+            if sent is not None:
+                self.notify("Approved: " + ("queued for the platform." if sent.mode == "outbox"
+                                            else "the reply text is on the clipboard to post."
+                                            if sent.mode == "clipboard" else "sent."),
+                            timeout=4)
+                if sent.mode == "clipboard":
+                    self.copy_to_clipboard(sent.text)
+        else:
+            def with_note(note: str | None) -> None:
+                if note is None:
+                    return
+                try:
+                    approvals.reject(self.store, self.config, approval_id, self.actor, note)
+                except (KeyError, ValueError) as exc:
+                    self.notify(str(exc), severity="error")
+                self._refresh_approvals()
+
+            self.push_screen(PromptScreen("Reject with a note for the agent"), with_note)
+            return
+        self._refresh_approvals()
+
+    def _approve(self, approval_id: str, edited: dict[str, str] | None) -> Any:
+        try:
+            sent = approvals.approve(self.store, self.config, approval_id, self.actor, edited)
+        except (KeyError, ValueError, StoreError) as exc:
+            self.notify(str(exc.args[0] if isinstance(exc, KeyError) else exc),
+                        severity="error", timeout=6)
+            return None
+        self.refresh_inbox()
+        return sent
+
+    def edit_approval(self, row: dict) -> None:
+        payload = row["payload"]
+        key = "text" if "text" in payload else "private_text"
+
+        def edited(text: str | None) -> None:
+            if text is not None:
+                self.decide_approval(row["id"], approve=True, edited={key: text})
+
+        self.push_screen(ComposeScreen("Edit, then approve", payload.get(key, ""), None, len),
+                         edited)
+
+    def _refresh_approvals(self) -> None:
+        if isinstance(self.screen, ApprovalsScreen):
+            self.screen.fill(*self._approval_rows())
+        self.update_status()
 
     def action_dashboard(self) -> None:
         if not isinstance(self.screen, DashboardScreen):

@@ -269,3 +269,81 @@ class OutboxScreen(Screen[None]):
 
     def action_dismiss_screen(self) -> None:
         self.dismiss(None)
+
+
+class ApprovalsScreen(Screen[None]):
+    """Answers waiting for review: y approves (sends), e edits then approves, x rejects."""
+
+    BINDINGS = [
+        Binding("escape,q", "dismiss_screen", "Back", id="approvals.back"),
+        Binding("y", "approve", "Approve", id="approvals.approve"),
+        Binding("e", "edit", "Edit + approve", id="approvals.edit"),
+        Binding("x", "reject", "Reject", id="approvals.reject"),
+    ]
+
+    def __init__(self, rows: list[dict], titles: dict[str, str]):
+        super().__init__()
+        self.rows = rows
+        self.titles = titles
+
+    def compose(self) -> ComposeResult:
+        yield Label("Awaiting approval", id="screen-title")
+        yield DataTable(id="approvals-table", cursor_type="row", zebra_stripes=True)
+        yield Static(id="approval-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("submitted", "by", "answer", "item")
+        self.fill(self.rows, self.titles)
+
+    def fill(self, rows: list[dict], titles: dict[str, str]) -> None:
+        self.rows, self.titles = rows, titles
+        table = self.query_one(DataTable)
+        table.clear()
+        for row in rows:
+            table.add_row(Text(time.strftime("%H:%M", time.localtime(row["created"]))),
+                          Text(one_line(row["actor"], 20)),
+                          Text(row["op"].replace("_", " ")),
+                          Text(one_line(titles.get(row["item"], row["item"]), 60)),
+                          key=row["id"])
+        self._show()
+
+    def selected(self) -> dict | None:
+        table = self.query_one(DataTable)
+        if not self.rows or table.cursor_row >= len(self.rows):
+            return None
+        return self.rows[table.cursor_row]
+
+    @on(DataTable.RowHighlighted)
+    def _show(self) -> None:
+        row = self.selected()
+        text = Text()
+        if row is None:
+            text.append("Nothing is waiting for approval.", style="dim")
+        else:
+            payload = row["payload"]
+            for key, label in (("text", "Reply"), ("public_text", "Public acknowledgement"),
+                               ("private_text", "Private message")):
+                if payload.get(key):
+                    text.append(f"{label}:\n", style="bold")
+                    text.append(safe_text(payload[key], 5000) + "\n\n")
+        self.query_one("#approval-text", Static).update(text)
+
+    def action_approve(self) -> None:
+        row = self.selected()
+        if row is not None:
+            self.app.decide_approval(row["id"], approve=True)  # type: ignore[attr-defined]
+
+    def action_edit(self) -> None:
+        row = self.selected()
+        if row is not None:
+            self.app.edit_approval(row)  # type: ignore[attr-defined]
+
+    def action_reject(self) -> None:
+        row = self.selected()
+        if row is not None:
+            self.app.decide_approval(row["id"], approve=False)  # type: ignore[attr-defined]
+
+    def action_dismiss_screen(self) -> None:
+        self.dismiss(None)

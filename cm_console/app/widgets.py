@@ -347,6 +347,13 @@ def describe_event(event: Event) -> str:
         return f"assigned to {one_line(after.get('assignee') or 'nobody', 40)}"
     if event.action == "note":
         return "note: " + one_line(data.get("text", ""), 200)
+    if event.action == "submitted_for_approval":
+        return "sent an answer for approval"
+    if event.action == "approved":
+        return f"approved {one_line(data.get('agent', ''), 30)}'s answer" + (
+            " (edited)" if data.get("edited") else "")
+    if event.action == "rejected":
+        return f"rejected the answer: {one_line(data.get('note', ''), 160)}"
     if event.action == "undo":
         return f"undid {one_line(data.get('undone_action', ''), 30)}"
     return one_line(event.action, 40)
