@@ -338,7 +338,10 @@ def cmd_poll(args: argparse.Namespace, config: Config, store: Store, actor: str)
         if report.results:
             emit(report)
         from .delivery import deliver_due
+        from .sla import mark_breaches
 
+        for item_id in mark_breaches(store, config):  # breach rules run between polls
+            print(f"{item_id}: passed its first-response SLA")
         for result in deliver_due(store, config):  # the outbox drains between polls
             print(_delivery_line(result.entry, result.ok, result.error))
 

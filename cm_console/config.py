@@ -625,7 +625,8 @@ def _parse_rules(check: _Checker, raw_rules: Any, sources: list[SourceConfig],
             check.error(f"{path}.id", f'"{rid}" is already used by another rule')
         seen.add(rid)
         match = check.mapping(data.get("match"), f"{path}.match",
-                              ("source", "type", "words", "regex", "author", "sentiment"))
+                              ("source", "type", "words", "regex", "author", "sentiment",
+                               "breached"))
         mpath = f"{path}.match"
         rule = Rule(id=rid, line=check.line(path), stop=check.boolean(data, "stop", path, False))
         rule.sources = check.strings(match, "source", mpath)
@@ -643,6 +644,7 @@ def _parse_rules(check: _Checker, raw_rules: Any, sources: list[SourceConfig],
             except re.error as exc:
                 check.error(f"{mpath}.regex", f"invalid regular expression {pattern!r}: {exc}")
         rule.authors = check.strings(match, "author", mpath)
+        rule.breached = check.boolean(match, "breached", mpath, False)
         rule.sentiment = check.strings(match, "sentiment", mpath)
         for label in rule.sentiment:
             if label not in ("negative", "neutral", "positive"):

@@ -35,6 +35,7 @@ class Rule:
     patterns: list[re.Pattern[str]] = field(default_factory=list)
     authors: list[str] = field(default_factory=list)
     sentiment: list[str] = field(default_factory=list)  # negative / neutral / positive
+    breached: bool = False  # only items past their source's first-response SLA (sla.py)
     tags: list[str] = field(default_factory=list)
     priority: str | None = None
     assign: str | None = None
@@ -87,6 +88,10 @@ def _match_one(rule: Rule, item: Item, text: str) -> tuple[bool, list[str]]:
         if label not in rule.sentiment:
             return False, [f"sentiment is {label}, not {' or '.join(rule.sentiment)}"]
         reasons.append(f"sentiment is {label}")
+    if rule.breached:
+        if not item.extra.get("breached"):
+            return False, ["not past its first-response SLA"]
+        reasons.append("past its first-response SLA")
     haystack = text[:MATCH_TEXT_LIMIT]
     if rule.words:
         key = tuple(rule.words)

@@ -48,3 +48,24 @@ def test_breached_view_is_empty_without_slas(make_config) -> None:
     add(store, "forum:old", "forum", 30 * 86400)
     breached = next(v for v in standard_views(config) if v.id == "breached")
     assert view_ids(store, breached, "ann") == [] and view_count(store, breached, "ann") == 0
+
+
+def test_a_breach_is_marked_once_and_runs_breach_rules(make_config) -> None:
+    from cm_console.sla import mark_breaches
+
+    config = make_config([{"id": "blog", "type": "rss", "url": "http://127.0.0.1:9/b",
+                           "sla": "1h"}],
+                         escalation={"targets": [{"id": "pr", "name": "PR",
+                                                  "email": ["pr@example.com"]}]},
+                         rules=[{"id": "late-to-pr", "match": {"breached": True},
+                                 "set": {"priority": "urgent", "escalate": "pr"}}])
+    store = Store(config.store)
+    add(store, "blog:late", "blog", 2 * 3600)
+    add(store, "blog:fresh", "blog", 600)
+    assert mark_breaches(store, config) == ["blog:late"]
+    late = store.get_item("blog:late")
+    assert late.priority == "urgent" and late.extra["escalate_to"] == "pr"
+    (event,) = [e for e in store.events(item="blog:late") if e.action == "sla_breached"]
+    assert event.data["rules"] == ["late-to-pr"]
+    assert store.get_item("blog:fresh").priority == "normal"
+    assert mark_breaches(store, config) == []  # once

@@ -33,6 +33,7 @@ from ..keymap import KEYS
 from ..models import Item
 from ..poller import CycleReport, Poller, SourceResult
 from ..sanitize import one_line
+from ..sla import mark_breaches
 from ..store import Store, StoreError
 from ..views import Filter, View, standard_views, view_count, view_ids
 from .compose import (
@@ -724,6 +725,7 @@ class CMConsoleApp(App[int]):
             if time.time() - self._last_wake > 30:
                 self._last_wake = time.time()
                 changed = bool(actions.wake_snoozed(self.store, self.actor)) or changed
+                changed = bool(mark_breaches(self.store, self.config)) or changed
         except StoreError as exc:
             self.notify(str(exc), severity="error", timeout=8)
         if changed:

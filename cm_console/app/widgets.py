@@ -347,6 +347,11 @@ def describe_event(event: Event) -> str:
         return f"assigned to {one_line(after.get('assignee') or 'nobody', 40)}"
     if event.action == "note":
         return "note: " + one_line(data.get("text", ""), 200)
+    if event.action == "sla_breached":
+        flag = after.get("escalate_to")
+        return "passed its first-response SLA" + (f"; flagged for {flag}" if flag else "")
+    if event.action == "rules":
+        return "routed by rules " + ", ".join(one_line(r, 30) for r in data.get("rules", []))
     if event.action == "submitted_for_approval":
         return "sent an answer for approval"
     if event.action == "approved":
