@@ -36,8 +36,23 @@ class CliError(Exception):
         self.code = code
 
 
+def _common(suppress: bool) -> argparse.ArgumentParser:
+    """--config/--as/--recover, accepted before or after the command."""
+    default = {"default": argparse.SUPPRESS} if suppress else {}
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", **default,
+                        help="config file (default: $CM_CONSOLE_CONFIG, ./cm-console.yaml, "
+                             "$XDG_CONFIG_HOME/cm-console/cm-console.yaml)")
+    common.add_argument("--as", dest="actor", metavar="ID", **default,
+                        help="who you are (default: $CM_CONSOLE_USER, your local.yaml, then "
+                             "your OS user name)")
+    common.add_argument("--recover", action="store_true", **default,
+                        help="if the store is damaged, restore its last good copy")
+    return common
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = argparse.ArgumentParser(parents=[_common(False)],
         prog="cm-console",
         description="A keyboard-driven console for community managers. Without a command it "
                     "opens the inbox; `cm-console demo` opens it on bundled sample data.",
@@ -45,14 +60,16 @@ def _parser() -> argparse.ArgumentParser:
                "config); 2 usage error or no config; 3 store locked or damaged.",
     )
     p.add_argument("--version", action="version", version=f"cm-console {__version__}")
-    p.add_argument("--config", metavar="PATH",
-                   help="config file (default: $CM_CONSOLE_CONFIG, ./cm-console.yaml, "
-                        "$XDG_CONFIG_HOME/cm-console/cm-console.yaml)")
-    p.add_argument("--as", dest="actor", metavar="ID",
-                   help="who you are (default: $CM_CONSOLE_USER, then your OS user name)")
-    p.add_argument("--recover", action="store_true",
-                   help="if the store is damaged, restore its last good copy")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    # Every command also takes the common options after its name (argparse's SUPPRESS keeps
+    # a value given before the command from being reset by the subparser's default).
+    common = _common(True)
+    real_add = sub.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return real_add(name, parents=[common, *kwargs.pop("parents", [])], **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     poll = sub.add_parser("poll", help="poll sources (continuously, or --once)")
     poll.add_argument("--once", action="store_true", help="poll every source once and exit")
@@ -256,7 +273,11 @@ def _console() -> Any:
 def cmd_check_config(args: argparse.Namespace) -> int:
     path = find_config(args.config)
     if path is None:
-        raise CliError("no config found; nothing to check", EXIT_USAGE)
+        raise CliError("no config found; nothing to check (looked for --config, "
+                       "$CM_CONSOLE_CONFIG, ./cm-console.yaml and "
+                       "$XDG_CONFIG_HOME/cm-console/cm-console.yaml)", EXIT_USAGE)
+    if not path.exists():
+        raise CliError(f"{path}: no such file", EXIT_USAGE)
     try:
         config = load_config(path)
     except ConfigError as exc:
@@ -267,9 +288,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     for warning in config.warnings:
         print(warning, file=sys.stderr)
+    targets = len(config.escalation_targets)
+    warnings = f", {len(config.warnings)} warning(s)" if config.warnings else ""
     print(f"{path}: ok ({len(config.sources)} sources, {len(config.team)} team members, "
-          f"{len(config.templates)} templates, {len(config.escalation_targets)} escalation "
-          f"targets{f', {len(config.warnings)} warning(s)' if config.warnings else ''})")
+          f"{len(config.templates)} templates, {targets} escalation "
+          f"target{'s' if targets != 1 else ''}{warnings})")
     return EXIT_OK
 
 

@@ -49,6 +49,7 @@ MAX_CONFIG_BYTES = 1_000_000
 SOURCE_TYPES = ("rss", "reddit", "hackernews", "discourse", "mastodon", "bluesky")
 ROLES = ("agent", "pr", "lead", "specialist", "legal", "product", "admin")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_KEYS = re.compile(r"(token|password|secret|api_?key|app_password)$", re.IGNORECASE)
 
@@ -221,7 +222,7 @@ class _Reader:
                 if key == "<<":
                     self._issue(key_node, path, "merge keys (<<) are not allowed")
                     continue
-                child = f"{path}.{key}" if path else key
+                child = _join(path, key) if path else key
                 if key in out:
                     self._issue(key_node, child, "duplicate key (an earlier value would be lost)")
                     continue
@@ -310,7 +311,7 @@ class _Checker:
             if key not in allowed:
                 hint = difflib.get_close_matches(key, allowed, n=1)
                 extra = f' (did you mean "{hint[0]}"?)' if hint else ""
-                self.error(f"{path}.{key}" if path else key, f"unknown key{extra}")
+                self.error(_join(path, key) if path else key, f"unknown key{extra}")
         return value
 
     def items(self, value: Any, path: str) -> list[Any]:
@@ -326,17 +327,17 @@ class _Checker:
         value = data.get(key)
         if value is None:
             if required:
-                self.error(f"{path}.{key}", "is required")
+                self.error(_join(path, key), "is required")
             return default
         if not isinstance(value, str | int | float) or isinstance(value, bool):
-            self.error(f"{path}.{key}", f"expected text, got {_kind(value)}")
+            self.error(_join(path, key), f"expected text, got {_kind(value)}")
             return default
         return str(value)
 
     def ident(self, data: dict, key: str, path: str) -> str:
         value = self.string(data, key, path, required=True)
         if value and not _ID.match(value):
-            self.error(f"{path}.{key}", f'"{value}" is not a valid id (letters, digits, "_", '
+            self.error(_join(path, key), f'"{value}" is not a valid id (letters, digits, "_", '
                        '"-", "."; at most 64)')
         return value
 
@@ -346,7 +347,7 @@ class _Checker:
         try:
             seconds = parse_duration(data[key])
         except ValueError as exc:
-            self.error(f"{path}.{key}" if path else key, str(exc))
+            self.error(_join(path, key) if path else key, str(exc))
             return default
         return seconds
 
@@ -356,7 +357,7 @@ class _Checker:
         if value is None:
             return default
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            self.error(f"{path}.{key}", f"expected a whole number from {low} to {high}, "
+            self.error(_join(path, key), f"expected a whole number from {low} to {high}, "
                        f"got {value!r}")
             return default
         return value
@@ -366,7 +367,7 @@ class _Checker:
         if value is None:
             return default
         if not isinstance(value, bool):
-            self.error(f"{path}.{key}", f"expected true or false, got {value!r}")
+            self.error(_join(path, key), f"expected true or false, got {value!r}")
             return default
         return value
 
@@ -377,7 +378,7 @@ class _Checker:
         if isinstance(value, str):
             return [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.error(f"{path}.{key}", "expected a list of text values")
+            self.error(_join(path, key), "expected a list of text values")
             return []
         return list(value)
 
@@ -403,7 +404,7 @@ class _Checker:
         """Warn about literal-looking secrets anywhere in the file."""
         if isinstance(data, dict):
             for key, value in data.items():
-                child = f"{path}.{key}" if path else key
+                child = _join(path, key) if path else key
                 if isinstance(value, str) and _SECRET_KEYS.search(key) and value and not (
                     _ENV_REF.fullmatch(value.strip())
                 ):
@@ -414,6 +415,10 @@ class _Checker:
         elif isinstance(data, list):
             for i, value in enumerate(data):
                 self.secrets(value, f"{path}[{i}]")
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
 
 
 def _kind(value: Any) -> str:
@@ -593,16 +598,23 @@ def parse_config(text: str, file: str = CONFIG_NAME, base_dir: Path | None = Non
     keys_data = check.mapping(root.get("keys"), "keys", BINDING_IDS)
     keys = {k: str(v) for k, v in keys_data.items() if k in BINDING_IDS and v is not None}
 
+    undo_window = check.duration(root, "undo_window", "", 10.0)
+    if not 0 <= undo_window <= 3600:
+        check.error("undo_window", "expected between 0s and 1h (0 turns undo off)")
+    support_email = check.string(root, "support_email", "")
+    if support_email and not _EMAIL.match(support_email):
+        check.error("support_email", f'"{support_email}" is not an e-mail address')
+
     check.secrets(data, "")
     errors = [i for i in check.issues if i.severity == "error"]
     if errors:
         raise ConfigError(sorted(check.issues, key=lambda i: (i.line, i.path)))
     return Config(
         path=None, store=store, sources=sources, team=team, templates=templates,
-        escalation_targets=targets, support_email=check.string(root, "support_email", ""),
+        escalation_targets=targets, support_email=support_email,
         smtp=smtp, poll=poll, keys=keys, rules=rules, review_roles=review_roles,
         approver_roles=approver_roles,
-        undo_window=check.duration(root, "undo_window", "", 10.0),
+        undo_window=undo_window,
         warnings=[i for i in check.issues if i.severity == "warning"],
     )
 

@@ -409,3 +409,19 @@ def test_resolve_user_order(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_user(None) == "from-os"
     monkeypatch.delenv("CM_CONSOLE_USER")
     assert resolve_user(None) == "from-os"
+
+
+def test_top_level_values_are_checked_too(tmp_path: Path) -> None:
+    """undo_window and support_email errors used to be dropped (check-config said ok)."""
+    path = tmp_path / "cm-console.yaml"
+    path.write_text("undo_window: abc\nsupport_email: [a, b]\n", encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "cm_console", "check-config", "--config",
+                          str(path)], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert f'{path}:1: undo_window: expected a duration like 5m, got "abc"' in out.stderr
+    assert f"{path}:2: support_email: expected text, got a list" in out.stderr
+    path.write_text("undo_window: 2h\nsupport_email: not-an-address\n", encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "cm_console", "--config", str(path),
+                          "check-config"], capture_output=True, text=True)
+    assert "undo_window: expected between 0s and 1h" in out.stderr
+    assert '"not-an-address" is not an e-mail address' in out.stderr
