@@ -32,7 +32,7 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("filter", "f", "filter", "Filter"),
     KeySpec("browser", "o", "open_browser", "Open", False),
     KeySpec("copy.link", "y", "copy_link", "Copy link", False),
-    KeySpec("poll", "R", "poll_now", "Poll"),
+    KeySpec("poll", "R", "poll_now", "Poll", False),
     KeySpec("reply", "r", "reply", "Reply"),
     KeySpec("private", "P", "route_private", "Private", False),
     KeySpec("escalate", "e", "escalate", "Escalate"),
@@ -48,7 +48,8 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("approvals", "A", "approvals", "Approvals", False),
     KeySpec("views.next", "tab", "focus_next_pane", "Next pane", False),
     KeySpec("help", "question_mark", "help", "Help"),
-    KeySpec("back", "q,escape", "back", "Back/Quit"),
+    KeySpec("back", "escape", "back", "Back", False),
+    KeySpec("quit", "q", "quit_console", "Quit"),
 )
 
 BINDING_IDS: tuple[str, ...] = tuple(k.id for k in KEYS)

@@ -589,7 +589,8 @@ async def test_question_mark_shows_every_binding_with_its_keys(env: Env) -> None
         assert lines["cursor.down"].startswith("j, down")
         assert lines["search"].startswith("/")
         assert lines["help"].startswith("?")
-        assert lines["back"].startswith("q, esc")
+        assert lines["back"].startswith("esc")
+        assert lines["quit"].startswith("q")
         assert "ctrl+p" in help_text
         assert "cursor.down" in await screen_text(pilot)  # drawn, not just composed
         await pilot.press("escape")
@@ -642,14 +643,23 @@ async def test_S_shows_a_failing_sources_error_in_full(
         assert isinstance(app.screen, InboxScreen) and app.is_running
 
 
-@pytest.mark.parametrize("key", ["q", "escape"])
-async def test_q_and_escape_quit_from_the_inbox(env: Env, key: str) -> None:
+async def test_q_quits_from_the_inbox(env: Env) -> None:
     app = env.app()
     async with app.run_test(size=SIZE) as pilot:
         await started(app, pilot)
-        await pilot.press(key)
+        await pilot.press("q")
         await wait_until(pilot, lambda: not app.is_running, "the app to exit", timeout=5)
     assert app.return_code == 0
+
+
+async def test_escape_never_quits_the_inbox(env: Env) -> None:
+    """A newcomer's stray esc (after clearing a search) used to end the session."""
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("escape", "escape")
+        await pilot.pause()
+        assert app.is_running and isinstance(app.screen, InboxScreen)
 
 
 async def test_escape_from_the_detail_pane_returns_to_the_list_first(env: Env) -> None:
@@ -1281,3 +1291,49 @@ async def test_list_columns_stay_aligned_for_old_items(make_config: Callable[...
         assert "Post 0" in rows[0] and "Post 1" in rows[1]
         assert rows[0].index("blog") == rows[1].index("blog")
         assert rows[0].index("Post") == rows[1].index("Post")
+
+
+async def test_item_keys_work_from_the_reader(env: Env) -> None:
+    """d in the reader closes it and marks that item done (the newcomer expected r/e/t too)."""
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        item_id = item_list(app).current_id
+        await pilot.press("enter")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "ReaderScreen"
+        await pilot.press("d")
+        await wait_until(pilot, lambda: env.store.get_item(item_id).state == "done",
+                         "the item to be done", timeout=5)
+        assert isinstance(app.screen, InboxScreen)
+
+
+async def test_q_warns_before_quitting_over_messages_in_the_undo_window(
+        make_env: Callable[..., Env]) -> None:
+    env = make_env(escalation={"targets": [{"id": "pr", "name": "PR desk",
+                                            "email": ["pr@example.com"]}]},
+                   undo_window="60s")
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        from cm_console.actions import escalate
+
+        escalate(env.store, env.config, item_list(app).current_id, "pr", "press", ACTOR)
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.is_running  # warned first
+        await pilot.press("q")
+        await wait_until(pilot, lambda: not app.is_running, "the app to exit", timeout=5)
+
+
+async def test_j_and_k_move_the_views_column_when_it_has_focus(env: Env) -> None:
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await started(app, pilot)
+        views = screen.query_one("#views")
+        views.focus()
+        await pilot.pause()
+        before = item_list(app).cursor
+        await pilot.press("j", "j")
+        await pilot.pause()
+        assert views.highlighted == 2 and item_list(app).cursor == before

@@ -81,7 +81,7 @@ class InboxScreen(Screen[None]):
             "cursor_down", "cursor_up", "cursor_top", "cursor_bottom", "page_down", "page_up",
             "open_item", "next_new", "prev_new", "search", "filter", "open_browser",
             "copy_link", "assign", "tag", "snooze", "done", "undo", "note", "back", "reply",
-            "route_private", "escalate", "focus_next_pane",
+            "route_private", "escalate", "focus_next_pane", "quit_console",
         }
     ]
 
@@ -91,6 +91,7 @@ class InboxScreen(Screen[None]):
         self.flt = Filter()
         self._search_timer: Timer | None = None
         self._detail_timer: Timer | None = None
+        self._quit_armed = 0.0
 
     @property
     def cm(self) -> CMConsoleApp:
@@ -193,9 +194,15 @@ class InboxScreen(Screen[None]):
         self.focus_next()
 
     def action_cursor_down(self) -> None:
+        if isinstance(self.focused, ViewsList):
+            self.focused.action_cursor_down()  # j/k move whichever column has focus
+            return
         self.items.move(1)
 
     def action_cursor_up(self) -> None:
+        if isinstance(self.focused, ViewsList):
+            self.focused.action_cursor_up()
+            return
         self.items.move(-1)
 
     def action_cursor_top(self) -> None:
@@ -287,6 +294,19 @@ class InboxScreen(Screen[None]):
             return
         if self.focused is not self.items:
             self.items.focus()
+
+    def action_quit_console(self) -> None:
+        """q: quit, but not silently over messages still inside their undo window."""
+        now = time.time()
+        waiting = [e for e in self.cm.store.outbox(["pending"])
+                   if e.attempts == 0 and e.next_attempt > now]
+        if waiting and now - self._quit_armed > 5:
+            self._quit_armed = now
+            later = ("the demo's store is thrown away, so they are lost"
+                     if self.cm.demo is not None else
+                     "they are sent the next time cm-console runs")
+            self.notify(f"{len(waiting)} message(s) still wait out the undo window; q again "
+                        f"quits and {later}.", severity="warning", timeout=6)
             return
         self.app.exit()
 
@@ -580,18 +600,22 @@ class InboxScreen(Screen[None]):
         target = await self.app.push_screen_wait(PickScreen("Escalate to", choices))
         if not target:
             return
-        reason = await self.app.push_screen_wait(PromptScreen(
-            "Why? (the target sees this with the post)", placeholder="reason"))
-        if not reason or not reason.strip():
-            self.notify("An escalation needs a reason.", severity="warning")
+        reason: str | None = ""
+        while reason is not None and not reason.strip():
+            reason = await self.app.push_screen_wait(PromptScreen(
+                "Why? (the target sees this with the post)",
+                "an escalation needs a reason · esc cancels", placeholder="reason"))
+        if reason is None:
             return
         priority = await self.app.push_screen_wait(PickScreen(
             "Priority", [("normal", "normal"), ("high", "high"), ("urgent", "urgent"),
-                         ("low", "low")]))
+                         ("low", "low (no rush)")]))
         if not priority:
             return
         summary = Text()
-        summary.append(f"Escalate to {target} ({priority})\n\n", style="bold")
+        target_name = next((t.name for t in config.escalation_targets if t.id == target),
+                           target)
+        summary.append(f"Escalate to {target_name} ({priority})\n\n", style="bold")
         summary.append(f"Reason: {reason}\n")
         summary.append(f"Post: {one_line(item.title, 120)}\n{one_line(item.url, 200)}\n\n")
         summary.append(f"Leaves after {config.undo_window:.0f}s (u undoes until then).",

@@ -24,7 +24,15 @@ BACK = [Binding("escape,q", "dismiss_screen", "Back", id="dialog.back")]
 class HelpScreen(ModalScreen[None]):
     """Every key, with its current binding (after the team's and the user's overrides)."""
 
-    BINDINGS = [*BACK, Binding("question_mark", "dismiss_screen", "Back", show=False)]
+    BINDINGS = [*BACK, Binding("question_mark", "dismiss_screen", "Back", show=False),
+                Binding("j,down", "scroll('down')", show=False),
+                Binding("k,up", "scroll('up')", show=False),
+                Binding("space,pagedown", "scroll('page_down')", show=False),
+                Binding("b,pageup", "scroll('page_up')", show=False)]
+
+    def action_scroll(self, how: str) -> None:
+        body = self.query_one("#help-body", VerticalScroll)
+        getattr(body, f"scroll_{how}")(animate=False)
 
     def __init__(self, keys: dict[str, str]):
         super().__init__()
@@ -138,13 +146,31 @@ def _until(ts: float) -> str:
 
 
 class ReaderScreen(Screen[None]):
-    """One item full-screen: the whole text, thread and history."""
+    """One item full-screen: the whole text, thread and history. The item keys (r, P, e,
+    d, a, t, s, N, u, o, y) work here too: they close the reader and act on this item."""
 
     BINDINGS = [*BACK,
                 Binding("j,down", "scroll_down", "Down", show=False),
                 Binding("k,up", "scroll_up", "Up", show=False),
                 Binding("space", "page_down", "Page down", show=False),
-                Binding("b", "page_up", "Page up", show=False)]
+                Binding("b", "page_up", "Page up", show=False),
+                *(Binding(key, f"forward('{action}')", label, show=show)
+                  for key, action, label, show in (
+                      ("r", "reply", "Reply", True), ("P", "route_private", "Private", False),
+                      ("e", "escalate", "Escalate", True), ("d", "done", "Done", True),
+                      ("a", "assign", "Assign", False), ("t", "tag", "Tag", False),
+                      ("s", "snooze", "Snooze", False), ("N", "note", "Note", False),
+                      ("u", "undo", "Undo", False), ("o", "open_browser", "Open", False),
+                      ("y", "copy_link", "Copy link", False)))]
+
+    def action_forward(self, action: str) -> None:
+        app = self.app
+        self.dismiss(None)
+
+        async def run() -> None:
+            await app.screen.run_action(action)
+
+        app.call_after_refresh(run)
 
     def __init__(self, content: Text):
         super().__init__()
