@@ -94,23 +94,31 @@ poll:
 sources:
 {sources}
 team:
-  - {{id: {actor}, name: "You ({actor})", role: lead}}
+  - {{id: {actor}, name: Sam, role: lead}}
   - {{id: alice, name: Alice Moreau, role: agent}}
   - {{id: bo, name: Bo Lindqvist, role: pr}}
 templates:
   - id: thanks
     title: Thank you
-    body: "Thanks so much, {{author}}! We've shared this with the team. – {{agent}}"
+    body: "Thanks so much, {{author}}! We've shared this with the team. – {{agent}}, Tessel"
   - id: take-private
-    title: Move to a private channel
-    body: "Sorry about this, {{author}}. I'd be happy to look into it privately: I've sent you a message. (case {{case}})"
+    title: Move to a private channel (DM)
+    channels: [mastodon, discourse, bluesky]
+    body: "Sorry about this, {{author}}. I've sent you a private message so we can sort it out. (case {{case}})"
+  - id: take-to-support
+    title: Hand off to the support team
+    channels: [rss, reddit, hackernews]
+    body: "Sorry about this, {{author}}. Could you write to support@tessel.example and mention case {{case}}? Our support team has the details and will get back to you."
   - id: private-followup
-    title: Private follow-up
+    title: Private follow-up to the customer (DM)
     visibility: private
+    channels: [mastodon, discourse, bluesky]
     body: "Hi {{author}}, this is {{agent}} from Tessel. About your post ({{link}}): could you send the e-mail on your account so I can check? Case {{case}}."
-  - id: sorry-public
-    title: Public apology, moving to private
-    body: "I'm sorry about this, {{author}}. I've sent you a private message so we can sort it out. ({{case}})"
+  - id: support-handoff
+    title: Hand-off note for the support team (e-mail)
+    visibility: private
+    channels: [rss, reddit, hackernews]
+    body: "Case {{case}}: {{author}} posted about this publicly ({{link}}). We asked them to write to support; please look out for their message and follow up. – {{agent}}"
 support_email: support@tessel.example
 smtp: {{host: 127.0.0.1, port: {smtp_port}, from: community@tessel.example}}
 undo_window: 10s
@@ -424,7 +432,7 @@ def run_demo(*, headless: bool = False, actor: str = "you") -> int:
             with Poller(env.config, env.store) as poller:
                 report = asyncio.run(poller.poll())
             print(f"demo: polled {len(report.results)} sources, {len(report.new_ids)} items "
-                  f"(store in {env.folder})\n")
+                  "(into a temporary store, removed on exit)\n")
             for item in env.store.items(env.store.item_ids()):
                 stamp = time.strftime("%H:%M", time.localtime(item.published))
                 print(f"{stamp}  {item.source:<9} {item.author[:22]:<22}  {item.title[:80]}")

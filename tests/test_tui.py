@@ -931,7 +931,7 @@ async def test_the_demo_end_to_end_with_parse_workers() -> None:
             assert all(r.status == "ok" and r.new > 0 for r in report.results), report.results
             assert len(titles(app)) == len(report.new_ids) > 10
             status = await rendered(pilot, app.screen.query_one(StatusBar))
-            assert "DEMO" in status and "You (tester)" in status
+            assert "DEMO" in status and "Sam" in status
             # The demo's own hostile author shows literally.
             assert any("Lena [/b] Fischer" in t for t in titles(app))
             await pilot.press("d")

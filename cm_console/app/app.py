@@ -925,7 +925,7 @@ class CMConsoleApp(App[int]):
         elif self.last_report is not None:
             report = self.last_report
             text.append(f"last poll {time.strftime('%H:%M:%S', time.localtime(report.finished))}"
-                        f" · {len(report.new_ids)} new")
+                        f": {len(report.new_ids)} new")
             if report.errors:
                 text.append(f" · {len(report.errors)} error(s) (S)", style="bold red")
         else:

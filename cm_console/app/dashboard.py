@@ -20,7 +20,7 @@ PERIODS = {"1": ("last 24 hours", 86400.0), "7": ("last 7 days", 7 * 86400.0),
            "3": ("last 30 days", 30 * 86400.0)}
 
 
-def bars(values: dict[str, int], width: int = 28, limit: int = 8) -> Text:
+def bars(values: dict[str, int], width: int = 18, limit: int = 8) -> Text:
     """Horizontal bars in text: label, bar, count."""
     text = Text()
     if not values:
@@ -29,7 +29,7 @@ def bars(values: dict[str, int], width: int = 28, limit: int = 8) -> Text:
     peak = max(values.values()) or 1
     for label, value in list(values.items())[:limit]:
         size = max(1, round(width * value / peak))
-        text.append(f"{one_line(label, 16):<16} ")
+        text.append(f"{one_line(label, 12):<12} ")
         text.append("█" * size, style="bold")
         text.append(f" {value}\n")
     return text
@@ -56,6 +56,7 @@ class DashboardScreen(Screen[None]):
             yield Static(id="kpis")
             yield Label("Items per day")
             yield Sparkline([], id="volume-spark")
+            yield Static(id="volume-days")
             with Horizontal(classes="dash-row"):
                 with Vertical(classes="dash-cell"):
                     yield Label("By source", classes="dash-head")
@@ -104,7 +105,11 @@ class DashboardScreen(Screen[None]):
             kpis.append(f"{value}", style="bold")
             kpis.append(f" {name}   ")
         self.query_one("#kpis", Static).update(kpis)
-        self.query_one("#volume-spark", Sparkline).data = list(d["volume"]["by_day"].values())
+        days = d["volume"]["by_day"]
+        self.query_one("#volume-spark", Sparkline).data = list(days.values()) or [0]
+        self.query_one("#volume-days", Static).update(Text(
+            "  ".join(f"{day[5:]} {n}" for day, n in list(days.items())[-14:])
+            or "no items in this period", style="dim"))
         self.query_one("#by-source", Static).update(bars(d["volume"]["by_source"]))
         self.query_one("#by-sentiment", Static).update(bars(d["volume"]["by_sentiment"]))
         response = Text()

@@ -347,6 +347,19 @@ def describe_event(event: Event) -> str:
         return f"assigned to {one_line(after.get('assignee') or 'nobody', 40)}"
     if event.action == "note":
         return "note: " + one_line(data.get("text", ""), 200)
+    if event.action == "escalate":
+        return (f"escalated to {one_line(data.get('target', ''), 30)}: "
+                f"{one_line(data.get('reason', ''), 160)}")
+    if event.action == "reply":
+        how = "posted" if data.get("mode") == "outbox" else "copied to post"
+        return f"replied ({how}): {one_line(data.get('text', ''), 160)}"
+    if event.action == "route_private":
+        return (f"routed private ({one_line(data.get('channel', ''), 20)}): "
+                f"{one_line(data.get('private_text', ''), 140)}")
+    if event.action in ("delivered", "delivery_failed"):
+        outcome = "delivered" if event.action == "delivered" else "not delivered yet"
+        return f"{outcome}: {one_line(data.get('kind', ''), 10)} to " \
+               f"{one_line(data.get('target', ''), 30)}"
     if event.action == "sla_breached":
         flag = after.get("escalate_to")
         return "passed its first-response SLA" + (f"; flagged for {flag}" if flag else "")
