@@ -26,7 +26,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -46,7 +45,7 @@ from ..models import (
 )
 from ..sanitize import html_to_text, one_line, safe_text, safe_url
 from . import item_id
-from .rss import FeedError
+from .rss import FeedError, parse_date
 
 __all__ = ["Api", "ApiError", "PollLimits", "PollOutcome", "Row", "Shape", "make_row",
            "send_request"]
@@ -290,19 +289,8 @@ def _kind(value: Any) -> str:
 
 
 def parse_iso(value: str) -> float | None:
-    text = (value or "").strip()[:64]
-    if not text:
-        return None
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    try:
-        return when.timestamp()
-    except (OverflowError, OSError, ValueError):
-        return None
+    """Epoch seconds from an API timestamp (ISO 8601); the feeds' date parser does it."""
+    return parse_date(value if isinstance(value, str) else "")
 
 
 def newer(a: str, b: str) -> bool:
