@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from .keymap import BINDING_IDS
+from .language import LANGUAGES
 from .models import parse_duration, parse_size
 from .rules import PRIORITIES, Rule
 
@@ -638,7 +639,7 @@ def _parse_rules(check: _Checker, raw_rules: Any, sources: list[SourceConfig],
         seen.add(rid)
         match = check.mapping(data.get("match"), f"{path}.match",
                               ("source", "type", "words", "regex", "author", "sentiment",
-                               "breached"))
+                               "breached", "language"))
         mpath = f"{path}.match"
         rule = Rule(id=rid, line=check.line(path), stop=check.boolean(data, "stop", path, False))
         rule.sources = check.strings(match, "source", mpath)
@@ -657,6 +658,11 @@ def _parse_rules(check: _Checker, raw_rules: Any, sources: list[SourceConfig],
                 check.error(f"{mpath}.regex", f"invalid regular expression {pattern!r}: {exc}")
         rule.authors = check.strings(match, "author", mpath)
         rule.breached = check.boolean(match, "breached", mpath, False)
+        rule.languages = check.strings(match, "language", mpath)
+        for code in rule.languages:
+            if code not in LANGUAGES:
+                check.error(f"{mpath}.language", f'unknown language "{code}" (known: '
+                            f'{", ".join(LANGUAGES)})')
         rule.sentiment = check.strings(match, "sentiment", mpath)
         for label in rule.sentiment:
             if label not in ("negative", "neutral", "positive"):

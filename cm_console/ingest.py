@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .language import guess
 from .sentiment import WINDOW, score
 from .sources import parse_job
 
@@ -17,11 +18,16 @@ Row = tuple[dict[str, Any], str, str]
 
 
 def score_rows(rows: list[Row], fetched: float) -> list[Row]:
-    """Add ``extra.sentiment_score`` to recent rows (see sentiment.WINDOW)."""
+    """Add ``extra.sentiment_score`` and ``extra.language`` to recent rows (see
+    sentiment.WINDOW): what the rules, the list and the reports read."""
     for doc, _text, _html in rows:
         if doc.get("published", 0.0) >= fetched - WINDOW:
-            doc.setdefault("extra", {})["sentiment_score"] = score(
-                f"{doc.get('title', '')}. {doc.get('summary', '')}")
+            text = f"{doc.get('title', '')}. {doc.get('summary', '')}"
+            extra = doc.setdefault("extra", {})
+            extra["sentiment_score"] = score(text)
+            language = guess(text)
+            if language:
+                extra["language"] = language
     return rows
 
 

@@ -36,6 +36,7 @@ class Rule:
     authors: list[str] = field(default_factory=list)
     sentiment: list[str] = field(default_factory=list)  # negative / neutral / positive
     breached: bool = False  # only items past their source's first-response SLA (sla.py)
+    languages: list[str] = field(default_factory=list)  # ISO codes guessed by language.py
     tags: list[str] = field(default_factory=list)
     priority: str | None = None
     assign: str | None = None
@@ -88,6 +89,12 @@ def _match_one(rule: Rule, item: Item, text: str) -> tuple[bool, list[str]]:
         if label not in rule.sentiment:
             return False, [f"sentiment is {label}, not {' or '.join(rule.sentiment)}"]
         reasons.append(f"sentiment is {label}")
+    if rule.languages:
+        found = item.extra.get("language", "")
+        if found not in rule.languages:
+            return False, [f"language is {found or 'unknown'}, not "
+                           f"{' or '.join(rule.languages)}"]
+        reasons.append(f"language is {found}")
     if rule.breached:
         if not item.extra.get("breached"):
             return False, ["not past its first-response SLA"]
