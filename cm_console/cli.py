@@ -370,6 +370,9 @@ def cmd_poll(args: argparse.Namespace, config: Config, store: Store, actor: str)
 
         for item_id in mark_breaches(store, config):  # breach rules run between polls
             print(f"{item_id}: passed its first-response SLA")
+        from .delivery import prune
+
+        prune(store)  # delivered/cancelled entries older than 30 days leave the queue
         for result in deliver_due(store, config):  # the outbox drains between polls
             print(_delivery_line(result.entry, result.ok, result.error))
 

@@ -29,7 +29,7 @@ from .models import OutboxEntry
 from .sanitize import one_line
 from .store import Store
 
-__all__ = ["DeliveryResult", "cancel", "deliver_due", "enqueue", "retry"]
+__all__ = ["DeliveryResult", "cancel", "deliver_due", "enqueue", "prune", "retry"]
 
 LEASE_SECONDS = 120.0
 MAX_ATTEMPTS = 10
@@ -231,3 +231,23 @@ def _send_email(entry: OutboxEntry, config: Config) -> None:
         raise DeliveryError(f"SMTP {smtp.host}:{smtp.port}: {one_line(exc, 200)}") from None
     if refused:
         raise DeliveryError(f"SMTP refused: {', '.join(refused)}")
+
+
+KEEP_FINISHED = 30 * 86400.0
+
+
+def prune(store: Store, now: float | None = None, keep: float = KEEP_FINISHED) -> int:
+    """Drop delivered and cancelled entries older than ``keep`` (30 days).
+
+    The outbox is a queue, not the record: every attempt, delivery and cancellation is in
+    the event log already, and a queue that only grows makes every status check slower.
+    Pending and failed entries are never dropped. Returns how many were removed.
+    """
+    now = time.time() if now is None else now
+    old = [e.id for e in store.outbox(["delivered", "cancelled"])
+           if (e.delivered or e.created) < now - keep]
+    if old:
+        with store.transaction() as tx:
+            for entry_id in old:
+                tx.delete("outbox", entry_id)
+    return len(old)

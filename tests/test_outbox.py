@@ -403,3 +403,23 @@ def test_two_processes_delivering_at_once_send_each_entry_once(
     assert sorted(hook.keys) == sorted(e.idempotency_key for e in entries)
     store.refresh()
     assert all(e.status == "delivered" and e.attempts == 1 for e in store.outbox())
+
+
+def test_prune_drops_only_old_finished_entries(store: Store) -> None:
+    """The outbox is a queue: old delivered/cancelled entries go, pending/failed stay."""
+    from cm_console.delivery import KEEP_FINISHED, enqueue, prune
+
+    now = time.time()
+    ids = {}
+    for status in ("delivered", "cancelled", "pending", "failed"):
+        entry = enqueue(store, "webhook", "", "pr", {"url": "http://127.0.0.1:9/"}, "ann",
+                        now=now - KEEP_FINISHED - 10)
+        with store.transaction() as tx:
+            tx.patch("outbox", entry.id, {"status": status})
+        ids[status] = entry.id
+    recent = enqueue(store, "webhook", "", "pr", {"url": "http://127.0.0.1:9/"}, "ann")
+    with store.transaction() as tx:
+        tx.patch("outbox", recent.id, {"status": "delivered", "delivered": now})
+    assert prune(store, now) == 2
+    left = {e.id for e in store.outbox()}
+    assert left == {ids["pending"], ids["failed"], recent.id}

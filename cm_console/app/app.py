@@ -750,6 +750,7 @@ class CMConsoleApp(App[int]):
                 self._last_wake = time.time()
                 changed = bool(actions.wake_snoozed(self.store, self.actor)) or changed
                 changed = bool(mark_breaches(self.store, self.config)) or changed
+                delivery.prune(self.store)
         except StoreError as exc:
             self.notify(str(exc), severity="error", timeout=8)
         if changed:
