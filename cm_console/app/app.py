@@ -27,8 +27,8 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, Label
 from textual.worker import Worker, WorkerState
 
-from .. import actions, approvals, claims, delivery, templates
-from ..config import Config, Template
+from .. import actions, approvals, delivery
+from ..config import Config
 from ..keymap import KEYS
 from ..models import Item
 from ..poller import CycleReport, Poller, SourceResult
@@ -36,12 +36,11 @@ from ..sanitize import one_line
 from ..sla import mark_breaches
 from ..store import Store, StoreError
 from ..views import Filter, View, standard_views, view_count, view_ids
+from .answering import AnsweringMixin
 from .compose import (
     ApprovalsScreen,
     ComposeScreen,
     OutboxScreen,
-    ReviewScreen,
-    TemplatePickerScreen,
 )
 from .dashboard import DashboardScreen
 from .screens import FilterScreen, HelpScreen, PickScreen, PromptScreen, ReaderScreen, SourcesScreen
@@ -71,7 +70,7 @@ class SourcesPolled(Message):
     report: CycleReport
 
 
-class InboxScreen(Screen[None]):
+class InboxScreen(AnsweringMixin, Screen[None]):
     """Views column, item list, detail pane, status bar."""
 
     BINDINGS = [
@@ -409,230 +408,6 @@ class InboxScreen(Screen[None]):
 
         self.app.push_screen(PromptScreen("Internal note (the team sees it; never sent)"),
                              chosen)
-
-
-    # ------------------------------------------------------------------ answering flows
-
-    def _render_template(self, item: Item, template: Template) -> str:
-        config = self.cm.config
-        member = config.member(self.cm.actor)
-        source = config.source(item.source)
-        values = templates.values_for(item, self.cm.actor, member.name if member else
-                                      self.cm.actor, source.label if source else item.source)
-        return templates.render(template, values)
-
-    async def _draft(self, item: Item, title: str, visibility: str) -> tuple[Template | None,
-                                                                             str] | None:
-        """Pick a template, then edit its rendering. None when the agent cancels."""
-        config = self.cm.config
-        fitting = templates.templates_for(config, item.source_type, visibility)
-        template: Template | None = None
-        text = ""
-        if fitting:
-            template = await self.app.push_screen_wait(TemplatePickerScreen(
-                f"{title}: choose a {visibility} template", fitting,
-                lambda t: self._render_template(item, t)))
-            if template is None:
-                return None
-            try:
-                text = self._render_template(item, template)
-            except templates.TemplateError as exc:
-                self.notify(str(exc), severity="error")
-                return None
-        limit = templates.length_limit(template, config.source(item.source),
-                                       item.source_type) if visibility == "public" else None
-        edited = await self.app.push_screen_wait(ComposeScreen(
-            f"{title} — {one_line(item.author, 40)} on {item.source}", text, limit,
-            lambda t: templates.length(t, item.source_type)))
-        return None if edited is None else (template, edited)
-
-    def _claim(self, item: Item) -> float:
-        """Claim the item while I write; say so if a teammate is already on it."""
-        held = self.cm.store.claims().get(item.id)
-        if held is not None and held.get("actor") != self.cm.actor:
-            who = self.cm.member_names.get(held["actor"], held["actor"])
-            self.notify(f"{who} is replying to this already; you can still answer.",
-                        severity="warning", timeout=6)
-        self.cm.perform(claims.claim, item.id)
-        return time.time()
-
-    def _warnings(self, item: Item, opened: float) -> Text:
-        text = Text()
-        for warning in claims.conflicts(self.cm.store, item.id, self.cm.actor, opened):
-            text.append(f"⚠ {warning}\n", style="bold red")
-        return text
-
-    @work(exclusive=True, group="compose")
-    async def action_reply(self) -> None:
-        item = self.current()
-        if item is None:
-            return
-        opened = self._claim(item)
-        try:
-            await self._reply_flow(item, opened)
-        finally:
-            claims.release(self.cm.store, item.id, self.cm.actor)
-            self.cm.refresh_inbox()
-
-    async def _reply_flow(self, item: Item, opened: float) -> None:
-        written = await self._draft(item, "Reply", "public")
-        while written is not None:
-            template, text = written
-            on_platform = actions.platform_can(self.cm.config, item, "reply")
-            summary = self._warnings(item, opened)
-            summary.append(f"Reply to {one_line(item.author, 60)} on {item.source}\n",
-                           style="bold")
-            summary.append(f"{one_line(item.url, 200)}\n\n", style="dim")
-            summary.append(actions.outgoing_text(item, "reply", text) + "\n\n")
-            if on_platform:
-                wait = self.cm.config.undo_window
-                summary.append(f"Posted on {item.source_type} after {wait:.0f}s (u undoes until "
-                               "then).", style="italic")
-            else:
-                summary.append("No reply API for this source: the text goes to the clipboard "
-                               "and the post opens in your browser; the item is marked replied.",
-                               style="italic")
-            choice = await self.app.push_screen_wait(ReviewScreen(summary))
-            if choice == "edit":
-                limit = templates.length_limit(template, self.cm.config.source(item.source),
-                                               item.source_type)
-                edited = await self.app.push_screen_wait(ComposeScreen(
-                    "Reply", text, limit, lambda t: templates.length(t, item.source_type)))
-                written = None if edited is None else (template, edited)
-                continue
-            if choice != "send":
-                self.notify("Reply discarded.", timeout=2)
-                return
-            if approvals.needs_approval(self.cm.config, self.cm.actor, template):
-                self.cm.perform(_submit, item.id, "reply", {
-                    "text": text, "template": template.id if template else ""})
-                self.notify("Sent for approval: a lead reviews it before it goes out.",
-                            timeout=5)
-                return
-            sent = self.cm.perform(partial(actions.reply, config=self.cm.config), item.id,
-                                   text, template=template)
-            if sent is not None and sent.mode == "outbox":
-                self.notify(f"Reply queued for {item.source_type}: it is posted in "
-                            f"{self.cm.config.undo_window:.0f}s (u undoes).", timeout=5)
-            elif sent is not None:
-                self.app.copy_to_clipboard(sent.text)
-                if item.url:
-                    self.app.open_url(item.url)
-                self.notify("Reply copied: paste it in the browser tab. Marked replied "
-                            "(u undoes).", timeout=5)
-            return
-
-    @work(exclusive=True, group="compose")
-    async def action_route_private(self) -> None:
-        item = self.current()
-        if item is None:
-            return
-        opened = self._claim(item)
-        try:
-            await self._private_flow(item, opened)
-        finally:
-            claims.release(self.cm.store, item.id, self.cm.actor)
-            self.cm.refresh_inbox()
-
-    async def _private_flow(self, item: Item, opened: float) -> None:
-        config = self.cm.config
-        direct = actions.platform_can(config, item, "private")
-        public_api = actions.platform_can(config, item, "reply")
-        if not direct and not config.support_email:
-            self.notify("No private channel for this source and no support_email in the config.",
-                        severity="error")
-            return
-        public = await self._draft(item, "Public acknowledgement", "public")
-        if public is None:
-            return
-        private = await self._draft(item, "Private message", "private")
-        if private is None:
-            return
-        summary = self._warnings(item, opened)
-        where = f"posted on {item.source_type}" if public_api else "clipboard + browser"
-        summary.append(f"Public acknowledgement ({where}):\n", style="bold")
-        summary.append(actions.outgoing_text(item, "reply", public[1]) + "\n\n")
-        channel = (f"a private message on {item.source_type}" if direct
-                   else f"an e-mail hand-off to {config.support_email}")
-        summary.append(f"Private: {channel}\n", style="bold")
-        summary.append(actions.outgoing_text(item, "private", private[1]) + "\n\n")
-        summary.append(f"Leaves after {config.undo_window:.0f}s (u undoes until then).",
-                       style="italic")
-        if await self.app.push_screen_wait(ReviewScreen(summary)) != "send":
-            self.notify("Nothing sent.", timeout=2)
-            return
-        if approvals.needs_approval(config, self.cm.actor, public[0], private[0]):
-            self.cm.perform(_submit, item.id, "route_private", {
-                "public_text": public[1], "private_text": private[1],
-                "public_template": public[0].id if public[0] else "",
-                "private_template": private[0].id if private[0] else ""})
-            self.notify("Sent for approval: a lead reviews it before it goes out.", timeout=5)
-            return
-        sent = self.cm.perform(partial(actions.route_private, config=config), item.id,
-                               public_text=public[1], private_text=private[1],
-                               public_template=public[0], private_template=private[0])
-        if sent is None:
-            return
-        if sent.mode == "clipboard":
-            self.app.copy_to_clipboard(sent.text)
-            if item.url:
-                self.app.open_url(item.url)
-            ack = "acknowledgement copied to paste"
-        else:
-            ack = "acknowledgement queued"
-        self.notify(f"Routed private: {ack}, private message queued "
-                    f"({config.undo_window:.0f}s to undo with u).", timeout=5)
-
-    @work(exclusive=True, group="compose")
-    async def action_escalate(self) -> None:
-        item = self.current()
-        if item is None:
-            return
-        config = self.cm.config
-        if not config.escalation_targets:
-            self.notify("No escalation targets in the config (escalation.targets).",
-                        severity="error")
-            return
-        choices = []
-        for t in config.escalation_targets:
-            routes = (["webhook"] if t.webhook else []) + t.email
-            choices.append((t.id, f"{t.name}  ({', '.join(routes)})"))
-        target = await self.app.push_screen_wait(PickScreen("Escalate to", choices))
-        if not target:
-            return
-        reason: str | None = ""
-        while reason is not None and not reason.strip():
-            reason = await self.app.push_screen_wait(PromptScreen(
-                "Why? (the target sees this with the post)",
-                "an escalation needs a reason · esc cancels", placeholder="reason"))
-        if reason is None:
-            return
-        priority = await self.app.push_screen_wait(PickScreen(
-            "Priority", [("normal", "normal"), ("high", "high"), ("urgent", "urgent"),
-                         ("low", "low (no rush)")]))
-        if not priority:
-            return
-        summary = Text()
-        target_name = next((t.name for t in config.escalation_targets if t.id == target),
-                           target)
-        summary.append(f"Escalate to {target_name} ({priority})\n\n", style="bold")
-        summary.append(f"Reason: {reason}\n")
-        summary.append(f"Post: {one_line(item.title, 120)}\n{one_line(item.url, 200)}\n\n")
-        summary.append(f"Leaves after {config.undo_window:.0f}s (u undoes until then).",
-                       style="italic")
-        if await self.app.push_screen_wait(ReviewScreen(summary)) != "send":
-            self.notify("Nothing sent.", timeout=2)
-            return
-        sent = self.cm.perform(partial(actions.escalate, config=config), item.id, target,
-                               reason, priority=priority)
-        if sent is not None:
-            self.notify(f"Escalated to {target}: {len(sent.outbox)} message(s) queued "
-                        f"({config.undo_window:.0f}s to undo with u).", timeout=5)
-
-
-def _submit(store: Store, item_id: str, op: str, payload: dict, actor: str) -> str:
-    """approvals.submit in the (store, *args, actor) order that perform() uses."""
-    return approvals.submit(store, item_id, actor, op, payload)
 
 
 class ItemCommands(Provider):
