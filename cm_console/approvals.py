@@ -53,10 +53,18 @@ def submit(store: Store, item_id: str, actor: str, op: str, payload: dict[str, A
     return approval_id
 
 
-def _take(store: Store, approval_id: str) -> dict[str, Any]:
-    row = next((r for r in store.approvals() if r["id"] == approval_id), None)
-    if row is None:
-        raise KeyError(f'no answer awaiting approval with id "{approval_id}"')
+def _decide(store: Store, approval_id: str, status: str, approver: str) -> dict[str, Any]:
+    """Take the decision atomically: re-read under the store's lock, so two reviewers (or a
+    stale console) can never both act on one answer."""
+    with store.transaction() as tx:
+        row = next((r for r in store.approvals(None) if r["id"] == approval_id), None)
+        if row is None:
+            raise KeyError(f'no answer awaiting approval with id "{approval_id}"')
+        if row.get("status") != "awaiting":
+            raise ValueError(f"this answer was already {row.get('status')} by "
+                             f"{row.get('by', 'someone')}")
+        tx.patch("approvals", approval_id, {"status": status, "by": approver,
+                                            "decided": time.time()})
     return row
 
 
@@ -66,19 +74,24 @@ def approve(store: Store, config: Config, approval_id: str, approver: str,
     if not can_approve(config, approver):
         raise ValueError(f"{approver} cannot approve answers (approving roles: "
                          f"{', '.join(config.approver_roles)})")
-    row = _take(store, approval_id)
+    row = _decide(store, approval_id, "sending", approver)
     payload = {**row["payload"], **(edited or {})}
     templates = {t.id: t for t in config.templates}
     agent = row["actor"]
-    if row["op"] == "reply":
-        sent = actions.reply(store, config, row["item"], payload["text"], agent,
-                             template=templates.get(payload.get("template", "")))
-    else:
-        sent = actions.route_private(
-            store, config, row["item"], agent, public_text=payload.get("public_text", ""),
-            private_text=payload["private_text"],
-            public_template=templates.get(payload.get("public_template", "")),
-            private_template=templates.get(payload.get("private_template", "")))
+    try:
+        if row["op"] == "reply":
+            sent = actions.reply(store, config, row["item"], payload["text"], agent,
+                                 template=templates.get(payload.get("template", "")))
+        else:
+            sent = actions.route_private(
+                store, config, row["item"], agent, public_text=payload.get("public_text", ""),
+                private_text=payload["private_text"],
+                public_template=templates.get(payload.get("public_template", "")),
+                private_template=templates.get(payload.get("private_template", "")))
+    except (KeyError, ValueError):
+        with store.transaction() as tx:  # nothing was sent: it waits for a decision again
+            tx.patch("approvals", approval_id, {"status": "awaiting"})
+        raise
     with store.transaction() as tx:
         tx.patch("approvals", approval_id, {"status": "approved", "by": approver,
                                             "decided": time.time(), "edited": bool(edited)})
@@ -92,10 +105,8 @@ def reject(store: Store, config: Config, approval_id: str, approver: str, note: 
     if not can_approve(config, approver):
         raise ValueError(f"{approver} cannot reject answers (approving roles: "
                          f"{', '.join(config.approver_roles)})")
-    row = _take(store, approval_id)
+    row = _decide(store, approval_id, "rejected", approver)
     with store.transaction() as tx:
-        tx.patch("approvals", approval_id, {"status": "rejected", "by": approver,
-                                            "decided": time.time()})
         tx.event(approver, "rejected", row["item"], {"approval": approval_id,
                                                      "agent": row["actor"],
                                                      "note": safe_text(note, 2000)})

@@ -462,6 +462,9 @@ def parse_config(text: str, file: str = CONFIG_NAME, base_dir: Path | None = Non
         check.error("version", f"this cm-console reads config version 1, got {version!r}")
 
     store_text = check.string(root, "store", "", default="cm-console.db.json") or "x"
+    for name in _ENV_REF.findall(store_text):
+        if name not in os.environ:  # an empty expansion would point at another store
+            check.error("store", f"environment variable {name} is not set")
     store = Path(os.path.expanduser(_expand_env(store_text)))
     if not store.is_absolute():
         store = base / store

@@ -79,9 +79,14 @@ def retry(store: Store, entry_ids: list[str] | None, actor: str) -> list[str]:
     """Make failed (or all given) entries due now again. Returns the ids changed."""
     changed = []
     with store.transaction() as tx:
+        now = time.time()
         for entry in store.outbox(["failed", "pending"]):
             if entry_ids is not None and entry.id not in entry_ids:
                 continue
+            if entry.lease_until > now:
+                continue  # being sent right now by a console
+            if entry.status == "pending" and entry.attempts == 0:
+                continue  # still in its undo window: it will go by itself
             if entry_ids is None and entry.status != "failed":
                 continue
             tx.patch("outbox", entry.id, {"status": "pending", "next_attempt": 0.0,
@@ -97,42 +102,54 @@ def _owner() -> str:
 
 def deliver_due(store: Store, config: Config, *, now: float | None = None,
                 limit: int = 50) -> list[DeliveryResult]:
-    """Send every due entry once. Safe to call from several consoles at the same time."""
-    now = time.time() if now is None else now
+    """Send every due entry once. Safe to call from several consoles at the same time.
+
+    Entries are claimed one at a time, each with its own lease, right before it is sent: a
+    lease taken for a whole batch could run out behind a few slow receivers and let another
+    console send the same entries again.
+    """
     owner = _owner()
-    claimed: list[OutboxEntry] = []
-    with store.transaction() as tx:
-        for entry in store.outbox(["pending"]):
-            if len(claimed) >= limit:
-                break
-            if entry.next_attempt > now or entry.lease_until > now:
-                continue
-            tx.patch("outbox", entry.id, {"lease_until": now + LEASE_SECONDS,
-                                          "lease_owner": owner})
-            claimed.append(entry)
     results: list[DeliveryResult] = []
-    try:
-        for entry in claimed:
-            try:
-                remote = _send(entry, config)
-            except DeliveryError as exc:
-                results.append(DeliveryResult(entry, False, str(exc)))
-            except Exception as exc:  # one bad entry (e.g. a malformed ${URL}) is a failure
-                results.append(DeliveryResult(entry, False,
-                                              f"{type(exc).__name__}: {one_line(exc, 200)}"))
-            else:
-                results.append(DeliveryResult(entry, True, remote=remote))
-    finally:  # even when interrupted, what was sent is marked sent
-        if results:
-            _finish(store, results)
+    tried: set[str] = set()  # one attempt per entry per call; retries wait for their backoff
+    while len(results) < limit:
+        moment = time.time() if now is None else now
+        entry = _claim_one(store, moment, owner, tried)
+        if entry is not None:
+            tried.add(entry.id)
+        if entry is None:
+            break
+        try:
+            remote = _send(entry, config)
+        except DeliveryError as exc:
+            result = DeliveryResult(entry, False, str(exc))
+        except Exception as exc:  # one bad entry (e.g. a malformed ${URL}) is a failure
+            result = DeliveryResult(entry, False, f"{type(exc).__name__}: {one_line(exc, 200)}")
+        else:
+            result = DeliveryResult(entry, True, remote=remote)
+        _finish(store, [result], owner)  # marked at once: a crash later cannot resend it
+        results.append(result)
     return results
 
 
-def _finish(store: Store, results: list[DeliveryResult]) -> None:
+def _claim_one(store: Store, now: float, owner: str, tried: set[str]) -> OutboxEntry | None:
+    with store.transaction() as tx:
+        for entry in store.outbox(["pending"]):
+            if entry.id in tried or entry.next_attempt > now or entry.lease_until > now:
+                continue
+            tx.patch("outbox", entry.id, {"lease_until": now + LEASE_SECONDS,
+                                          "lease_owner": owner})
+            return entry
+    return None
+
+
+def _finish(store: Store, results: list[DeliveryResult], owner: str) -> None:
     now = time.time()
     with store.transaction() as tx:
         for result in results:
-            entry = result.entry
+            current = store.get_outbox(result.entry.id)
+            if current is None or current.lease_owner != owner:
+                continue  # our lease was taken over; the new holder records the outcome
+            entry = current
             attempts = entry.attempts + 1
             if result.ok:
                 tx.patch("outbox", entry.id, {"status": "delivered", "delivered": now,

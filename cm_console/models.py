@@ -6,6 +6,7 @@ else (poller, CLI, TUI) speaks only in these types.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -169,7 +170,7 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, bool):
         raise ValueError(f"expected a duration like 5m, got {text!r}")
     if isinstance(text, int | float):
-        if text < 0:
+        if not math.isfinite(text) or text < 0:
             raise ValueError(f"expected a positive duration, got {text}")
         return float(text)
     match = _DURATION.match(str(text))

@@ -28,11 +28,15 @@ def mark_breaches(store: Store, config: Config, now: float | None = None) -> lis
     if not fresh:
         return []
     breach_rules = [r for r in config.rules if r.breached]
+    marked: list[str] = []
     with store.transaction() as tx:
         for item in fresh:
             current = store.get_item(item.id)
-            if current is None or current.extra.get("breached"):
-                continue  # another console marked it first
+            if current is None or current.extra.get("breached") or current.state not in (
+                "new", "open"
+            ):
+                continue  # another console marked, answered or closed it meanwhile
+            marked.append(item.id)
             current.extra = {**current.extra, "breached": now}
             changes: dict = {"extra": current.extra}
             matched: list[str] = []
@@ -48,4 +52,4 @@ def mark_breaches(store: Store, config: Config, now: float | None = None) -> lis
                 visible["escalate_to"] = changes["extra"]["escalate_to"]
             tx.event("sla", "sla_breached", item.id,
                      {"sla": slas[item.source], "rules": matched, "after": visible}, now)
-    return [i.id for i in fresh]
+    return marked

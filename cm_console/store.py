@@ -704,7 +704,10 @@ class Store:
                 tx.put("items", entry.item.id, doc)
             for state in states:
                 tx.put("sources", state.id, state.to_doc())
+            added = {e.item.id for e in fresh}
             for event in events:
+                if event.item and event.item not in added:
+                    continue  # about an item another console stored first: not ours to log
                 tx.event(event.actor, event.action, event.item, event.data, event.ts)
         return [e.item.id for e in fresh]
 
@@ -734,7 +737,11 @@ class Store:
         doc = self._data["sources"].get(source_id)
         if doc is None:
             return SourceState(id=source_id)
-        return SourceState(**{k: doc[k] for k in _SOURCE_FIELDS if k in doc})
+        state = SourceState(**{k: doc[k] for k in _SOURCE_FIELDS if k in doc})
+        for name in ("last_poll", "last_success", "next_due", "retry_after_until"):
+            if not isinstance(getattr(state, name), int | float):  # null from a bad write
+                setattr(state, name, 0.0)
+        return state
 
     def source_states(self) -> dict[str, SourceState]:
         with self._mutex:
