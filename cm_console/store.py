@@ -216,6 +216,7 @@ class Store:
         self._db = _DB(self, storage=_ViewStorage)
         self._gen = 0
         self._snap_sig: tuple[int, int, int] | None = None
+        self._read_sig: tuple[int, int, int] | None = None
         self._journal_ino = 0
         self._journal_offset = 0
         self._next_event_id = 1
@@ -249,9 +250,15 @@ class Store:
         backup = path != self.bak_path and (self.bak_path.exists()
                                             or self._journal_has_everything())
         try:
-            raw = path.read_bytes()
+            with open(path, "rb") as fh:
+                # The signature of exactly what was read: stat-ing the path afterwards could
+                # describe a newer snapshot (a compaction in between) and leave this console
+                # believing stale data is current.
+                st = os.fstat(fh.fileno())
+                raw = fh.read()
         except OSError as exc:
             raise StoreCorrupt(path, f"cannot read it ({exc.strerror})", backup) from None
+        self._read_sig = (st.st_ino, st.st_mtime_ns, st.st_size)
         if not raw.strip():
             raise StoreCorrupt(path, "the file is empty (zero bytes)", backup)
         try:
@@ -280,7 +287,7 @@ class Store:
             self._data = _empty_tables()
             _atomic_write(self.path, orjson.dumps(self._data))
         self._install(self._read_snapshot(self.path))
-        self._snap_sig = _sig(self.path)
+        self._snap_sig = self._read_sig
         self._replay_journal(self.journal_path, from_start=True)
 
     def _install(self, data: dict[str, Any]) -> None:
@@ -344,7 +351,7 @@ class Store:
 
     def _full_reload(self) -> bool:
         self._install(self._read_snapshot(self.path))
-        self._snap_sig = _sig(self.path)
+        self._snap_sig = self._read_sig
         self._replay_journal(self.journal_path, from_start=True)
         return True
 
