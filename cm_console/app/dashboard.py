@@ -106,7 +106,9 @@ class DashboardScreen(Screen[None]):
             kpis.append(f" {name}   ")
         self.query_one("#kpis", Static).update(kpis)
         days = d["volume"]["by_day"]
-        self.query_one("#volume-spark", Sparkline).data = list(days.values()) or [0]
+        spark = self.query_one("#volume-spark", Sparkline)
+        spark.display = len(days) > 1  # one day is a solid block that says nothing
+        spark.data = list(days.values()) or [0]
         self.query_one("#volume-days", Static).update(Text(
             "  ".join(f"{day[5:]} {n}" for day, n in list(days.items())[-14:])
             or "no items in this period", style="dim"))
