@@ -232,7 +232,7 @@ def _commit(store: Store, item_id: str, changes: dict[str, Any], actor: str, act
 def _check_length(text: str, config: Config, item: Item, template: Template | None) -> None:
     from .templates import length, length_limit
 
-    limit = length_limit(template, config.source(item.source), item.source_type)
+    limit = length_limit(template, config.source(item.source), item.source_type, item)
     size = length(text, item.source_type)
     if limit is not None and size > limit:
         raise ValueError(f"the reply is {size} characters; {item.source_type} allows {limit}")

@@ -143,12 +143,16 @@ def length(text: str, source_type: str) -> int:
 
 
 def length_limit(template: Template | None, source: SourceConfig | None,
-                 source_type: str) -> int | None:
-    """The template's override, else the source's, else the platform's."""
+                 source_type: str, item: Item | None = None) -> int | None:
+    """The template's override, else the source's, else what the server said (Mastodon's
+    /api/v2/instance, carried on its items), else the platform's default."""
     if template is not None and template.max_length:
         return template.max_length
     if source is not None and source.max_length:
         return source.max_length
+    server = item.extra.get("max_chars") if item is not None else None
+    if isinstance(server, int) and not isinstance(server, bool) and server > 0:
+        return server
     return PLATFORM_LIMITS.get(source_type)
 
 

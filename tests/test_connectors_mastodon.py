@@ -402,3 +402,20 @@ def test_rejected_token_on_send_retries_later_with_a_clear_error(
     result = delivery.deliver_due(store, config)[0]
     assert not result.ok and "HTTP 401 (credentials rejected)" in result.error
     assert store.outbox(["pending"])[0].attempts == 1
+
+
+def test_the_instance_says_how_long_a_status_may_be(
+        api: ApiServer, fake: FakeMastodon, token: str,
+        make_config: Callable[..., Config]) -> None:
+    """GET /api/v2/instance raises the 500 default; a server without it keeps 500 (above)."""
+    api.route("/api/v2/instance", lambda req: Reply(
+        200, {"configuration": {"statuses": {"max_characters": 1000}}}))
+    config, store = polled(api, fake, make_config)
+    item = store.get_item(sid("113522001000000001"))
+    assert item is not None and item.extra["max_chars"] == 1000
+    with pytest.raises(ValueError, match="allows 1000"):
+        reply(store, config, item.id, "x" * 990, "ann", delay=0.0)
+    sent = reply(store, config, item.id, "x" * 900, "ann", delay=0.0)
+    assert sent.mode == "outbox"
+    poll(config, store)  # read at most once a day
+    assert api.made("GET", "/api/v2/instance") == []

@@ -70,7 +70,7 @@ class AnsweringMixin:
                 self.notify(str(exc), severity="error")
                 return None
         limit = templates.length_limit(template, config.source(item.source),
-                                       item.source_type) if visibility == "public" else None
+                                       item.source_type, item) if visibility == "public" else None
         edited = await self.app.push_screen_wait(ComposeScreen(
             f"{title} — {one_line(item.author, 40)} on {item.source}", text, limit,
             lambda t: templates.length(t, item.source_type)))
@@ -125,7 +125,7 @@ class AnsweringMixin:
             choice = await self.app.push_screen_wait(ReviewScreen(summary))
             if choice == "edit":
                 limit = templates.length_limit(template, self.cm.config.source(item.source),
-                                               item.source_type)
+                                               item.source_type, item)
                 edited = await self.app.push_screen_wait(ComposeScreen(
                     "Reply", text, limit, lambda t: templates.length(t, item.source_type)))
                 written = None if edited is None else (template, edited)

@@ -116,9 +116,34 @@ async def poll(client: httpx.AsyncClient, src: SourceConfig, state: SourceState,
             outcome.cursor[stream] = last
         if outcome.rate_wait:
             break  # the server asked us to stop; the other streams wait for the next poll
+    await _instance_limit(api, outcome, now)
+    limit = outcome.cursor.get("max_characters")
+    if isinstance(limit, int):
+        for doc, _text, _html in rows:
+            doc.setdefault("extra", {})["max_chars"] = limit
     outcome.rows = dedupe(rows)
     outcome.rate_wait = outcome.rate_wait or api.rate_wait
     return outcome
+
+
+async def _instance_limit(api: Api, outcome: PollOutcome, now: float) -> None:
+    """The server's status length limit (GET /api/v2/instance), read at most once a day.
+
+    Instances raise it (1,000 or 5,000 is common); replies are checked against it. A server
+    that does not answer keeps the 500 default: this never fails the poll.
+    """
+    if outcome.rate_wait or now - float(outcome.cursor.get("max_chars_at") or 0) < 86400:
+        return
+    try:
+        answer = await api.get("/api/v2/instance")
+    except Exception:  # old servers 404 here; a limit is not worth a failed poll
+        return
+    data = answer.data if isinstance(answer.data, dict) else {}
+    statuses = (data.get("configuration") or {}).get("statuses") or {}
+    value = statuses.get("max_characters") if isinstance(statuses, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100_000:
+        outcome.cursor["max_characters"] = value
+    outcome.cursor["max_chars_at"] = now
 
 
 async def _walk(api: Api, stream: str, path: str, params: list[tuple[str, Any]],
