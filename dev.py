@@ -34,10 +34,18 @@ def ensure_env() -> None:
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == want:
         return
-    print("installing cm-console and its test tools into .venv ...", flush=True)
+    print("installing cm-console and its test tools into .venv (a minute the first time) ...",
+          flush=True)
     pip = [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
+    log = VENV / "install.log"
+    with open(log, "w", encoding="utf-8") as out:
+        # Build tools are chatty (setuptools prints banners even with --quiet): keep it all
+        # in a log, and show it only if something fails.
+        for args in (["--upgrade", "pip"], ["-e", f"{ROOT}[test]"]):
+            if subprocess.run([*pip, *args], stdout=out, stderr=subprocess.STDOUT).returncode:
+                out.flush()
+                sys.stdout.write(log.read_text(encoding="utf-8"))
+                sys.exit(f"install failed (the full log is in {log})")
     stamp.write_text(want)
 
 
