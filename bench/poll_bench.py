@@ -66,6 +66,8 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
+from _common import git_state
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 OUT_DIR = ROOT / "bench" / "out"
@@ -679,18 +681,6 @@ def print_table(results: list[dict[str, Any]]) -> None:
             print(f"{n:>5} (newsboat's second reload, a full re-download: "
                   f"{s['nb_second']['wall_s']:.2f}s; cm-console warm / that = "
                   f"{s['ratio_warm_vs_nb_second']:.3f})")
-
-
-def git_state() -> str:
-    """HEAD, plus "+dirty" when cm_console/ has uncommitted changes (what was measured)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, timeout=30,
-                              capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "cm_console"], cwd=ROOT,
-                               timeout=30, capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
 
 
 def main(argv: list[str] | None = None) -> int:

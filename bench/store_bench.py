@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import git_state
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 OUT_DIR = ROOT / "bench" / "out"
@@ -214,18 +216,6 @@ def cli_mark(config: Path, ids: list[str], timeout: float, runs: int = 5) -> dic
 
 
 # ----------------------------------------------------------------------------- main
-
-
-def git_state() -> str:
-    """HEAD, plus "+dirty" when cm_console/ has uncommitted changes (what was measured)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, timeout=30,
-                              capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "cm_console"], cwd=ROOT,
-                               timeout=30, capture_output=True, text=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
 
 
 def main(argv: list[str] | None = None) -> int:

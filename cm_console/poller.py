@@ -290,21 +290,12 @@ class Poller:
                 else:
                     rows, result.parser = await self._parse(src, fetched.body, fetched.url, now)
                     result.entries = len(rows)
-                    for doc, text, html in rows:
-                        if not self.store.has_item(doc["id"]):
-                            items.append(NewItem(Item(**doc), text, html))
+                    items = self._new_items(rows)
                     result.new = len(items)
                     state.content_hash = digest
                 state.etag = fetched.etag
                 state.last_modified = fetched.last_modified
-            state.last_success = now
-            state.last_status = result.status
-            state.last_error = ""
-            state.error_count = 0
-            state.retry_after_until = 0.0
-            state.next_due = now + src.interval
-            state.last_new = result.new
-            state.items_total += result.new
+            self._record_success(src, state, result, now)
         except (FetchError, FeedError) as exc:
             self._record_error(src, state, result, str(exc), now,
                                getattr(exc, "retry_after", None))
@@ -337,20 +328,11 @@ class Poller:
                 outcome = await connector(src.type).poll(client, src, state, limits, now)
             result.parser = f"{src.type} api"
             result.entries = len(outcome.rows)
-            for doc, text, html in score_rows(outcome.rows, now):
-                if not self.store.has_item(doc["id"]):
-                    items.append(NewItem(Item(**doc), text, html))
+            items = self._new_items(score_rows(outcome.rows, now))
             result.new = len(items)
             result.error = outcome.note
             state.cursor = outcome.cursor
-            state.last_success = now
-            state.last_status = result.status
-            state.last_error = ""
-            state.error_count = 0
-            state.retry_after_until = now + outcome.rate_wait if outcome.rate_wait else 0.0
-            state.next_due = max(now + src.interval, state.retry_after_until)
-            state.last_new = result.new
-            state.items_total += result.new
+            self._record_success(src, state, result, now, outcome.rate_wait or 0.0)
         except TimeoutError:
             items = []
             self._record_error(src, state, result, f"{src.type}: no complete answer within "
@@ -368,6 +350,24 @@ class Poller:
                                now, None)
         result.seconds = time.monotonic() - started
         return result, state, items
+
+    def _new_items(self, rows: list) -> list[NewItem]:
+        """Parsed rows the store does not have yet, as items ready for the next batch."""
+        return [NewItem(Item(**doc), text, html) for doc, text, html in rows
+                if not self.store.has_item(doc["id"])]
+
+    def _record_success(self, src: SourceConfig, state: SourceState, result: SourceResult,
+                        now: float, wait: float = 0.0) -> None:
+        """A good poll: clear errors and backoff, schedule the next one (after ``wait`` when
+        the server said to slow down)."""
+        state.last_success = now
+        state.last_status = result.status
+        state.last_error = ""
+        state.error_count = 0
+        state.retry_after_until = now + wait if wait else 0.0
+        state.next_due = max(now + src.interval, state.retry_after_until)
+        state.last_new = result.new
+        state.items_total += result.new
 
     def _record_error(self, src: SourceConfig, state: SourceState, result: SourceResult,
                       message: str, now: float, retry_after: float | None) -> None:
