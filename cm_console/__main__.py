@@ -1,5 +1,5 @@
 """``python -m cm_console``: the same as the ``cm-console`` command."""
 
-from .cli import main
+from .cli import entry
 
-raise SystemExit(main())
+entry()

@@ -10,22 +10,25 @@ Exit codes (all commands):
 from __future__ import annotations
 
 import argparse
-import asyncio
+import gc
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from . import __version__
 from .config import Config, ConfigError, find_config, load_config, load_local, resolve_user
 from .models import STATES, Item
-from .poller import CycleReport, Poller, SourceResult
 from .sanitize import one_line, safe_text
 from .store import Store, StoreError
+
+if TYPE_CHECKING:
+    # The poller brings the HTTP stack (~90 ms of imports): only `poll` loads it.
+    from .poller import CycleReport, SourceResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
 
@@ -173,6 +176,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def entry() -> None:
+    """The ``cm-console`` command: :func:`main`, then a quick exit.
+
+    ``gc.freeze()`` first moves every object to the permanent generation, so the collection
+    the interpreter runs at shutdown has nothing to scan: measured 30-50 ms of a 0.3 s warm
+    poll. Nothing relies on that collection: the store commits (fsynced) and closes its
+    files inside main, and the HTTP sessions close with their event loop.
+    """
+    code = main()
+    sys.stdout.flush()
+    gc.freeze()
+    sys.exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -302,6 +319,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_poll(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
+    import asyncio
+
+    from .poller import Poller
+
     if args.source:
         unknown = [s for s in args.source if config.source(s) is None]
         if unknown:

@@ -3,7 +3,8 @@
 Layout on disk, for a configured ``store: team.db.json``::
 
     team.db.json          snapshot: a TinyDB JSON document (tables items, sources, events,
-                          outbox, meta), replaced only by atomic rename
+                          outbox, meta, ...), one table per line, replaced only by atomic
+                          rename
     team.db.json.journal  append-only log of commits since that snapshot; one line a commit
     team.db.json.bodies   append-only post bodies (text + original HTML), read by offset
     team.db.json.bak      previous snapshot, and .journal.bak its journal: a full last-good copy
@@ -25,11 +26,17 @@ When the journal grows past half the snapshot, it is folded into a new snapshot 
 rename (the old pair becomes ``.bak``). A zero-byte or corrupt snapshot is never opened as
 empty: :class:`StoreCorrupt` says so, and ``recover=True`` restores the ``.bak`` pair plus the
 current journal, which together hold every committed change.
+
+The snapshot keeps each table on its own line (still one valid JSON document) with a CRC of
+the tables in the meta line, so opening a store parses only the small tables; the items and
+events stay raw JSON until something reads them. A warm poll or ``cm-console sources`` never
+pays for 10,000s of items (8.6 MB of items took 45 ms of a 0.4 s warm poll).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import threading
 import time
@@ -116,6 +123,118 @@ def _decode_line(line: bytes) -> Any:
         return orjson.loads(body)
     except (ValueError, orjson.JSONDecodeError):
         return None
+
+
+LAZY_TABLES = ("events", "items")  # written last, parsed on first use
+_SNAPSHOT_HEAD = b'{"meta":'
+
+
+class _Tables(dict):  # type: ignore[type-arg]
+    """The store's tables by name. A table the snapshot holds but nobody has read yet stays
+    as its raw JSON line (``raw``), and journal ops for it wait in ``pending``; the first
+    read of ``tables[name]`` parses it and applies them, under the store's mutex so two
+    threads never parse (or half-see) one table. A name never seen reads as a new empty
+    table, as ``setdefault`` would."""
+
+    def __init__(self, data: dict[str, Any], raw: dict[str, memoryview] | None = None,
+                 lock: threading.RLock | None = None):
+        super().__init__(data)
+        self.raw: dict[str, memoryview] = raw or {}
+        self.pending: dict[str, list[list[Any]]] = {}
+        self.lock = lock or threading.RLock()
+
+    def __missing__(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            if dict.__contains__(self, name):  # another thread parsed it meanwhile
+                return dict.__getitem__(self, name)
+            raw = self.raw.get(name)
+            table: dict[str, Any] = _loads_paused_gc(raw) if raw is not None else {}
+            for op in self.pending.pop(name, ()):
+                _apply_op(table, op)
+            self[name] = table
+            self.raw.pop(name, None)
+            return table
+
+    def is_raw(self, name: str) -> bool:
+        return name in self.raw
+
+    def load_all(self) -> None:
+        for name in list(self.raw):
+            self[name]  # parses it
+
+
+def _loads_paused_gc(raw: memoryview | bytes) -> Any:
+    """orjson.loads with the cycle collector paused: parsing 10,000 items allocates ~100,000
+    containers, and the collections they trigger scan everything already loaded (measured
+    23 ms with the collector paused against 29-43 ms without, for 8.6 MB of items)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return orjson.loads(raw)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _apply_op(rows: dict[str, Any], op: list[Any]) -> None:
+    kind, doc_id = op[0], op[2]
+    if kind == "put":
+        rows[doc_id] = op[3]
+    elif kind == "patch":
+        doc = rows.get(doc_id)
+        if doc is not None:
+            doc.update(op[3])
+    elif kind == "del":
+        rows.pop(doc_id, None)
+
+
+def _encode_snapshot(data: dict[str, dict[str, Any]]) -> bytes:
+    """The snapshot file: one JSON document, one table per line, the big tables last, and a
+    CRC of every line after the first in ``meta.store.crc`` (checked when the file is
+    opened, since the lazy tables are parsed later). orjson escapes control characters in
+    strings, so a table's JSON never contains a newline."""
+    names = [t for t in TABLES if t != "meta" and t not in LAZY_TABLES]
+    names += sorted(k for k in data if k not in TABLES)
+    names += list(LAZY_TABLES)
+    body = b"".join(b"\n," + orjson.dumps(name) + b":" + orjson.dumps(data[name])
+                    for name in names)
+    body += b"\n}\n"
+    meta = dict(data["meta"])
+    meta["store"] = dict(meta.get("store", {}), crc=zlib.crc32(body))
+    return _SNAPSHOT_HEAD + orjson.dumps(meta) + body
+
+
+def _decode_snapshot(raw: bytes) -> _Tables:
+    """Tables of a snapshot, the lazy ones left raw. Raises ValueError on damage. A snapshot
+    from before the line layout (no CRC) is parsed whole."""
+    nl = raw.find(b"\n")
+    if raw.startswith(_SNAPSHOT_HEAD) and nl > 0:
+        meta = orjson.loads(raw[len(_SNAPSHOT_HEAD):nl])
+        store_meta = meta.get("store") if isinstance(meta, dict) else None
+        crc = store_meta.pop("crc", None) if isinstance(store_meta, dict) else None
+        if crc is not None:
+            view = memoryview(raw)  # slices below share raw's bytes: no 10 MB copies
+            if zlib.crc32(view[nl:]) != crc:
+                raise ValueError("its checksum does not match (damaged or cut short)")
+            tables: dict[str, Any] = {"meta": meta}
+            lazy: dict[str, memoryview] = {}
+            pos, end = nl + 1, len(raw)
+            while pos < end:
+                stop = raw.find(b"\n", pos)
+                stop = end if stop < 0 else stop
+                if stop - pos > 1:  # not the closing "}"
+                    colon = raw.index(b'":', pos + 2) + 1  # the line is ,"name":{...}
+                    name = orjson.loads(view[pos + 1:colon])
+                    if name in LAZY_TABLES:
+                        lazy[name] = view[colon + 1:stop]
+                    else:
+                        tables[name] = orjson.loads(view[colon + 1:stop])
+                pos = stop + 1
+            return _Tables(tables, lazy)
+    data = orjson.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return _Tables(data)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -212,7 +331,7 @@ class Store:
         # Threads of one process (the TUI reads while its poll worker writes) take this; the
         # file lock above orders processes.
         self._mutex = threading.RLock()
-        self._data: dict[str, dict[str, Any]] = {t: {} for t in TABLES}
+        self._data = _Tables({t: {} for t in TABLES}, lock=self._mutex)
         self._db = _DB(self, storage=_ViewStorage)
         self._gen = 0
         self._snap_sig: tuple[int, int, int] | None = None
@@ -245,7 +364,7 @@ class Store:
             raise StoreError(f"store {self.path} is locked by another process for more than "
                              f"{LOCK_TIMEOUT:.0f}s") from None
 
-    def _read_snapshot(self, path: Path) -> dict[str, Any]:
+    def _read_snapshot(self, path: Path) -> _Tables:
         """Parse a snapshot file, or raise StoreCorrupt explaining why it cannot be used."""
         backup = path != self.bak_path and (self.bak_path.exists()
                                             or self._journal_has_everything())
@@ -262,10 +381,12 @@ class Store:
         if not raw.strip():
             raise StoreCorrupt(path, "the file is empty (zero bytes)", backup)
         try:
-            data = orjson.loads(raw)
+            data = _decode_snapshot(raw)
         except orjson.JSONDecodeError as exc:
             raise StoreCorrupt(path, f"not valid JSON ({exc})", backup) from None
-        meta = data.get("meta", {}).get("store") if isinstance(data, dict) else None
+        except ValueError as exc:
+            raise StoreCorrupt(path, str(exc), backup) from None
+        meta = data.get("meta", {}).get("store") if isinstance(data.get("meta"), dict) else None
         if not isinstance(meta, dict) or not all(
             isinstance(data.get(t, {}), dict) for t in TABLES
         ):
@@ -275,7 +396,9 @@ class Store:
             raise StoreError(f"store {path} was written by a newer cm-console (schema "
                              f"{schema}; this one reads {SCHEMA_VERSION}); upgrade first")
         for table in TABLES:
-            data.setdefault(table, {})
+            if not data.is_raw(table):
+                data.setdefault(table, {})
+        data.lock = self._mutex
         return data
 
     def _load_locked(self) -> None:
@@ -284,18 +407,21 @@ class Store:
                 raise StoreCorrupt(self.path, "the store file is missing but its journal or "
                                    "backup exists",
                                    self.bak_path.exists() or self._journal_has_everything())
-            self._data = _empty_tables()
-            _atomic_write(self.path, orjson.dumps(self._data))
+            _atomic_write(self.path, _encode_snapshot(_empty_tables()))
         self._install(self._read_snapshot(self.path))
         self._snap_sig = self._read_sig
         self._replay_journal(self.journal_path, from_start=True)
 
-    def _install(self, data: dict[str, Any]) -> None:
+    def _install(self, data: _Tables) -> None:
         self._data = data
-        self._gen = int(data["meta"]["store"].get("gen", 0))
+        store_meta = data["meta"]["store"]
+        self._gen = int(store_meta.get("gen", 0))
         self._migrate()
-        events = data["events"]
-        self._next_event_id = max((int(k) for k in events), default=0) + 1
+        next_event = store_meta.get("next_event")
+        if data.is_raw("events") and isinstance(next_event, int):
+            self._next_event_id = next_event  # saved by the compaction: events stay unparsed
+        else:
+            self._next_event_id = max((int(k) for k in data["events"]), default=0) + 1
         self._journal_ino = 0
         self._journal_offset = 0
         self._order = None
@@ -373,7 +499,7 @@ class Store:
             # Never compacted: the empty generation-0 snapshot plus the journal is the whole
             # store. Writing that snapshot first makes the compaction below keep the usual
             # .bak + .journal.bak pair.
-            _atomic_write(self.path, orjson.dumps(_empty_tables()))
+            _atomic_write(self.path, _encode_snapshot(_empty_tables()))
             self._install(self._read_snapshot(self.path))
             self._replay_journal(self.journal_path, from_start=True, gen=0)
             self._compact_locked()
@@ -398,15 +524,10 @@ class Store:
 
     def _apply(self, op: list[Any]) -> str:
         kind, table, doc_id = op[0], op[1], op[2]
-        rows = self._data.setdefault(table, {})
-        if kind == "put":
-            rows[doc_id] = op[3]
-        elif kind == "patch":
-            doc = rows.get(doc_id)
-            if doc is not None:
-                doc.update(op[3])
-        elif kind == "del":
-            rows.pop(doc_id, None)
+        if self._data.is_raw(table):
+            self._data.pending.setdefault(table, []).append(op)  # applied when parsed
+        else:
+            _apply_op(self._data[table], op)
         if table == "events" and kind == "put":
             self._next_event_id = max(self._next_event_id, int(doc_id) + 1)
             if self._by_item is not None:
@@ -481,8 +602,11 @@ class Store:
 
     def _compact_locked(self) -> None:
         """Fold the journal into a new snapshot; the previous pair becomes the .bak copy."""
-        self._data["meta"]["store"]["gen"] = self._gen + 1
-        payload = orjson.dumps(self._data)
+        self._data.load_all()
+        store_meta = self._data["meta"]["store"]
+        store_meta["gen"] = self._gen + 1
+        store_meta["next_event"] = self._next_event_id
+        payload = _encode_snapshot(self._data)
         if self.path.exists():
             _keep_copy(self.path, self.bak_path)
             if self.journal_path.exists():
@@ -709,8 +833,7 @@ class Store:
                 doc = entry.item.to_doc()
                 doc["body"] = ref
                 tx.put("items", entry.item.id, doc)
-            for state in states:
-                tx.put("sources", state.id, state.to_doc())
+            self._put_states(tx, states)
             added = {e.item.id for e in fresh}
             for event in events:
                 if event.item and event.item not in added:
@@ -756,8 +879,22 @@ class Store:
 
     def save_source_states(self, states: list[SourceState]) -> None:
         with self.transaction() as tx:
-            for state in states:
-                tx.put("sources", state.id, state.to_doc())
+            self._put_states(tx, states)
+
+    def _put_states(self, tx: Transaction, states: Iterable[SourceState]) -> None:
+        """Poll states as patches of what changed: a warm poll of 200 feeds changes three
+        timestamps per source, and writing whole documents made each such poll append ~77 KB
+        to the journal (which every later open replays) instead of ~25 KB."""
+        rows = self._data["sources"]
+        for state in states:
+            doc = state.to_doc()
+            old = rows.get(state.id)
+            if old is None:
+                tx.put("sources", state.id, doc)
+                continue
+            changes = {k: v for k, v in doc.items() if k not in old or old[k] != v}
+            if changes:
+                tx.patch("sources", state.id, changes)
 
     def log_event(self, actor: str, action: str, item: str = "",
                   data: dict[str, Any] | None = None) -> Event:
@@ -818,5 +955,7 @@ class Store:
 
     @property
     def raw_tables(self) -> dict[str, dict[str, Any]]:
-        """Read-only view for diagnostics and benchmarks; do not mutate."""
+        """Read-only view for diagnostics and benchmarks (every table parsed); do not mutate."""
+        with self._mutex:
+            self._data.load_all()
         return self._data

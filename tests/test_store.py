@@ -479,3 +479,97 @@ def test_three_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
         for i in range(shared):
             item = view.get_item(item_id("shared", str(i)))
             assert item is not None and item.assignee in {f"p{p}" for p in range(procs)}
+
+
+# --------------------------------------------------------------------------- snapshot layout
+
+
+def _compacted(path: Path, count: int = 5) -> Store:
+    store = Store(path)
+    store.add_items([new_item("blog", f"id:{i}", published=1_700_000_000.0 + i)
+                     for i in range(count)])
+    store.update_item(item_id("blog", "id:0"), {"state": "done"}, actor="ann", action="state")
+    store.compact()
+    return store
+
+
+def test_snapshot_is_one_json_document_with_a_table_per_line(tmp_path: Path) -> None:
+    from tinydb import TinyDB
+
+    store = _compacted(tmp_path / "s.json")
+    raw = store.path.read_bytes()
+    lines = raw.splitlines()
+    assert lines[0].startswith(b'{"meta":') and lines[-1] == b"}"
+    assert [json.loads(b"{" + line[1:] + b"}").popitem()[0] for line in lines[1:-1]][-2:] == [
+        "events", "items"]  # the big tables last
+    document = json.loads(raw)  # still plain JSON: any tool (or TinyDB itself) reads it
+    assert len(document["items"]) == 5 and len(document["events"]) == 1
+    with TinyDB(store.path) as db:
+        assert len(db.table("items")) == 5
+
+
+def test_unread_tables_catch_up_with_the_journal_when_read(tmp_path: Path) -> None:
+    """A console opens the store (items not parsed yet), another commits; the first then
+    reads items and events and sees every commit, in order, with no event id reused."""
+    a = _compacted(tmp_path / "s.json")
+    b = Store(tmp_path / "s.json")  # opened lazily: nothing below has read items yet
+    a.update_item(item_id("blog", "id:1"), {"state": "open"}, actor="ann", action="state")
+    a.update_item(item_id("blog", "id:1"), {"state": "done"}, actor="bo", action="state")
+    a.add_items([new_item("blog", "id:9", published=1_800_000_000.0)])
+    assert b.refresh() is True
+    b.update_item(item_id("blog", "id:2"), {"state": "done"}, actor="cy", action="state")
+    assert b.get_item(item_id("blog", "id:1")).state == "done"  # type: ignore[union-attr]
+    assert b.ordered_ids()[0] == item_id("blog", "id:9")
+    assert b.item_count() == 6
+    assert [(e.actor, e.action) for e in b.events()] == [
+        ("ann", "state"), ("ann", "state"), ("bo", "state"), ("cy", "state")]
+    ids = [e.id for e in Store(tmp_path / "s.json").events()]
+    assert len(set(ids)) == 4
+
+
+@pytest.mark.parametrize("where", ["items", "events", "sources"])
+def test_a_damaged_table_line_is_refused_at_open_not_later(tmp_path: Path, where: str) -> None:
+    store = _compacted(tmp_path / "s.json")
+    raw = store.path.read_bytes()
+    start = raw.index(b',"%s":' % where.encode())
+    damaged = raw[:start + 12] + b"#" + raw[start + 13:]  # one byte inside that table's line
+    store.path.write_bytes(damaged)
+    with pytest.raises(StoreCorrupt, match="checksum"):
+        Store(tmp_path / "s.json")
+    recovered = Store(tmp_path / "s.json", recover=True)
+    assert recovered.item_count() == 5
+
+
+def test_a_snapshot_from_before_the_line_layout_still_opens(tmp_path: Path) -> None:
+    """Stores written by earlier versions are a single-line document without a CRC."""
+    store = _compacted(tmp_path / "s.json")
+    document = json.loads(store.path.read_bytes())
+    document["meta"]["store"].pop("crc")
+    document["meta"]["store"].pop("next_event")
+    store.path.write_text(json.dumps(document))
+    old = Store(tmp_path / "s.json")
+    assert old.item_count() == 5 and len(old.events()) == 1
+    old.log_event("ann", "note", item_id("blog", "id:1"))
+    old.compact()  # rewritten in the new layout
+    assert len(store.path.read_bytes().splitlines()) > 3
+    assert len(Store(tmp_path / "s.json").events()) == 2
+
+
+def test_threads_reading_an_unparsed_table_at_once_all_see_it_whole(tmp_path: Path) -> None:
+    _compacted(tmp_path / "s.json", count=2000)
+    for _ in range(5):
+        store = Store(tmp_path / "s.json")
+        counts: list[int] = []
+        barrier = threading.Barrier(4)
+
+        def read(store: Store = store, barrier: threading.Barrier = barrier,
+                 counts: list[int] = counts) -> None:
+            barrier.wait()
+            counts.append(store.item_count())
+
+        threads = [threading.Thread(target=read) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert counts == [2000] * 4
