@@ -153,6 +153,10 @@ class _Tables(dict):  # type: ignore[type-arg]
                 _apply_op(table, op)
             self[name] = table
             self.raw.pop(name, None)
+            # The other raw tables are views into the whole snapshot's bytes: copy them out
+            # so the items' text (most of those bytes) is not kept alive by a small table.
+            for other, view in self.raw.items():
+                self.raw[other] = memoryview(bytes(view))
             return table
 
     def is_raw(self, name: str) -> bool:
