@@ -8,6 +8,10 @@ Builds a store of N realistic items (bodies included), opens the real app headle
 - done (``d``): an action that writes the store and recomputes the list and counts;
 - search (``/`` + typing): narrowing 50k items by text.
 
+Each size is built in one child process and measured in another, so the peak memory is the
+app's alone (a store built in the measuring process, or the previous size's app, left
+garbage whose collection timing moved the peak by up to 100 MB).
+
 Run: ``.venv/bin/python bench/tui_bench.py --sizes 10000,50000``
 """
 
@@ -15,9 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -114,15 +121,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,50000")
     parser.add_argument("--dir", default="", help="reuse stores from this folder")
+    parser.add_argument("--build", type=int, help=argparse.SUPPRESS)  # child: build N
+    parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)  # child: measure N
     args = parser.parse_args()
     folder = Path(args.dir or tempfile.mkdtemp(prefix="cm-tui-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
+    if args.build:
+        path = folder / f"store-{args.build}.db.json"
+        if not path.exists():
+            build_store(path, args.build)
+        return
+    if args.measure:
+        print(json.dumps(asyncio.run(measure(args.measure, folder))))
+        return
     print("key times: ms per keypress until idle, minus Pilot's overhead (an unbound key);\n"
           "wall = what the user waits, cpu = work done by the process")
     print(f"{'items':>7} {'open s':>7} {'paint s':>8} {'pilot ms':>9} {'j wall':>7} "
           f"{'j cpu':>6} {'d wall':>7} {'d cpu':>6} {'search s':>9} {'peak MB':>8}")
     for n in (int(s) for s in args.sizes.split(",")):
-        r = asyncio.run(measure(n, folder))
+        child = [sys.executable, __file__, "--dir", str(folder)]
+        subprocess.run([*child, "--build", str(n)], check=True)
+        out = subprocess.run([*child, "--measure", str(n)], check=True, capture_output=True,
+                             text=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
         base = r["pilot_ms_median"]
         cbase = r["pilot_cpu_ms"]
         print(f"{r['items']:>7} {r['store_open_s']:>7.2f} {r['first_paint_s']:>8.2f} "

@@ -126,6 +126,11 @@ def _decode_line(line: bytes) -> Any:
 
 
 LAZY_TABLES = ("events", "items")  # written last, parsed on first use
+# Journal ops that may wait for their unparsed table. Past this many the table is parsed
+# instead: a journal full of new items would otherwise be held twice over (the waiting docs
+# plus the snapshot's) when the table is finally read; the TUI's peak at 50k items grew by
+# 77 MB that way.
+PENDING_LIMIT = 1000
 _SNAPSHOT_HEAD = b'{"meta":'
 
 
@@ -538,10 +543,11 @@ class Store:
 
     def _apply(self, op: list[Any]) -> str:
         kind, table, doc_id = op[0], op[1], op[2]
-        if self._data.is_raw(table):
+        pending = self._data.pending.get(table, ()) if self._data.is_raw(table) else None
+        if pending is not None and len(pending) < PENDING_LIMIT:
             self._data.pending.setdefault(table, []).append(op)  # applied when parsed
         else:
-            _apply_op(self._data[table], op)
+            _apply_op(self._data[table], op)  # (parses a raw table, applying what waited)
         if table == "events" and kind == "put":
             self._next_event_id = max(self._next_event_id, int(doc_id) + 1)
             if self._by_item is not None:
