@@ -416,8 +416,14 @@ def _entity_feed(encoding: str, decl: str) -> bytes:
     b'<rss version="2.0"><channel><item><guid>1</guid><title>&xxe;</title></item>'
     b"</channel></rss>",
     b'<?xml version="1.0"?><!doctype rss\n[\n<!entity x "y">]><rss/>',
+    # A comment that looks like an element must not end the prolog before the DOCTYPE.
+    b'<?xml version="1.0"?><!-- <a> --><?pi <b>?>' + _LAUGHS.encode() +
+    b'<rss version="2.0"><channel><item><guid>1</guid><title>&c;</title></item>'
+    b"</channel></rss>",
+    # A quoted ">" in the DOCTYPE must not hide the internal subset after it.
+    b'<?xml version="1.0"?><!DOCTYPE rss PUBLIC "-//a>b//EN" "x" [<!ENTITY x "y">]><rss/>',
 ], ids=["utf8", "utf16-bom", "utf16le", "utf16be", "utf32le", "utf16le-broken", "xxe",
-        "lowercase"])
+        "lowercase", "comment-first", "quoted-gt"])
 def test_inline_dtd_with_entities_is_refused(feed_server: FeedServer, make_config: MakeConfig,
                                              body: bytes) -> None:
     config = make_config(sources(laughs=feed_server.add("/laughs", body),
@@ -428,6 +434,27 @@ def test_inline_dtd_with_entities_is_refused(feed_server: FeedServer, make_confi
     assert "inline DTD" in results["laughs"].error
     assert store.item_ids(source="laughs") == []
     assert results["good"].status == "ok"
+
+
+def test_a_post_quoting_an_entity_declaration_is_text_not_a_dtd(
+        feed_server: FeedServer, make_config: MakeConfig) -> None:
+    """Security blogs publish XXE examples: inside an entry they are content, and refusing
+    the feed for them would silence the source for good."""
+    example = '<!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><foo>&xxe;</foo>'
+    body = ('<?xml version="1.0"?><!DOCTYPE rss><rss version="2.0"><channel><title>t</title>'
+            '<item><guid>xxe-post</guid><title>How XXE works</title>'
+            "<content:encoded xmlns:content='http://purl.org/rss/1.0/modules/content/'>"
+            f"<![CDATA[<p>Send this:</p><pre>{example.replace('<', '&lt;')}</pre>"
+            f"<!-- pasted raw by the author: -->{example}]]>"
+            "</content:encoded></item></channel></rss>").encode()
+    config = make_config(sources(blog=feed_server.add("/xxe-blog", body)))
+    report, store = poll(config)
+    result = by_source(report)["blog"]
+    assert result.status == "ok", result.error
+    [iid] = store.item_ids(source="blog")
+    assert store.get_item(iid).title == "How XXE works"  # type: ignore[union-attr]
+    text, _html = store.body(iid)
+    assert '<!ENTITY xxe SYSTEM "file:///etc/passwd">]><foo>&xxe;' in text  # as escaped
 
 
 def test_external_dtd_is_never_fetched(feed_server: FeedServer, make_config: MakeConfig) -> None:

@@ -92,10 +92,45 @@ def _dtd_samples(body: bytes) -> list[bytes]:
     return samples
 
 
+_PROLOG_MISC = re.compile(rb"\s*(?:<\?.*?\?>|<!--.*?-->)", re.DOTALL)  # PIs, comments
+_DOCTYPE = re.compile(rb"\s*<!DOCTYPE", re.IGNORECASE)
+_FIRST_ELEMENT = re.compile(rb"<\w")  # where feedparser's replace_doctype ends the "head"
+
+
+def _prolog_end(sample: bytes) -> int:
+    """Where the root element starts: an entity can only be declared before it (in the
+    DOCTYPE's internal subset). Past comments and processing instructions as an XML parser
+    skips them (so ``<!-- <a> -->`` cannot end the prolog early), and never short of
+    feedparser's own "head" (everything before the first ``<`` + letter), which its lenient
+    parser searches for declarations. Returns len(sample) for an unterminated DOCTYPE."""
+    pos = 3 if sample.startswith(b"\xef\xbb\xbf") else 0
+    while True:
+        misc = _PROLOG_MISC.match(sample, pos)
+        if misc:
+            pos = misc.end()
+            continue
+        doctype = _DOCTYPE.match(sample, pos)
+        if not doctype:
+            break
+        end = sample.find(b">", doctype.end())
+        subset = sample.find(b"[", doctype.end())
+        if end < 0 or 0 <= subset < end:
+            return len(sample)  # an internal subset (or no end): let the search see it all
+        pos = end + 1
+    first = _FIRST_ELEMENT.search(sample)
+    return max(pos, first.start() if first else len(sample))
+
+
 def check_dtd(body: bytes) -> None:
-    """Refuse inline DTD internal subsets and entity declarations (billion laughs)."""
+    """Refuse inline DTD internal subsets and entity declarations (billion laughs).
+
+    Only the prolog is searched: a post that quotes ``<!ENTITY xxe SYSTEM ...>`` inside its
+    CDATA (security blogs do) is text, not a declaration, and refusing the whole feed for
+    it would silence a source for good.
+    """
     for sample in _dtd_samples(body):
-        if _DTD_SUBSET.search(sample) or _ENTITY.search(sample):
+        end = _prolog_end(sample)
+        if _DTD_SUBSET.search(sample, 0, end) or _ENTITY.search(sample, 0, end):
             raise FeedError("feed declares an inline DTD with entities; refused (entity "
                             "expansion can exhaust memory)")
 
