@@ -140,7 +140,7 @@ def _walk(el: object, out: list[str], base_url: str | None, links: bool = True) 
                 text = (node.text_content() or "").strip()  # type: ignore[attr-defined]
                 if href and href != text and not text.startswith("http"):
                     out.append(f" <{href}>")
-            if tag in _BLOCK:
+            if tag in _BLOCK and tag != "br":  # <br> is one line break, made on opening
                 out.append("\n\n" if tag in ("p", "blockquote", "pre", "table") else "\n")
             if node.tail:  # type: ignore[attr-defined]
                 out.append(node.tail)  # type: ignore[attr-defined]

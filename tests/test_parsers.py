@@ -69,6 +69,21 @@ def test_wordpress_comments_use_the_full_comment_html() -> None:
     assert "• Order #A-99812" in pricing.text
 
 
+def test_atom_plain_text_is_shown_as_written_not_read_as_markup() -> None:
+    """Atom's type="text" (the default) holds characters: "<b>" is four of them. Both
+    parsers agree (the corpus parity test covers this file too)."""
+    got = entries("atom-text.atom")
+    tag = got["Why a <b> tag showed up in the export"]
+    assert tag.text == ("If a < b and b < c then a < c.\n"
+                        "Type <script>alert(1)</script> into the box: it is shown, never run.\n"
+                        "Tom & Jerry")
+    assert "&lt;script&gt;" in tag.html and "<script>" not in tag.html  # stored escaped
+    plain = got["Plain summary, no content"]
+    assert plain.text == "Use <br> for a line break & keep going"
+    html = got["An HTML title"]  # type="html" is still markup
+    assert html.text == "Real markup here"
+
+
 def test_mastodon_posts_are_the_post_not_the_image_alt_text() -> None:
     posts = list(entries("mastodon-tag.rss").values())
     assert [p.url for p in posts] == [

@@ -20,6 +20,7 @@ from __future__ import annotations
 import calendar
 import codecs
 import hashlib
+import html as html_lib
 import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -174,16 +175,32 @@ def parse_date(value: str | None) -> float | None:
         return None
 
 
+def _as_html(value: str, kind: str) -> str:
+    """A text construct as HTML: plain text escaped, its line breaks kept."""
+    if kind != "text" or not value:
+        return value
+    return html_lib.escape(value, quote=False).replace("\n", "<br>")
+
+
 def _normalize(raw: dict[str, Any], base_url: str) -> ParsedEntry:
-    """Raw parser fields → a capped, sanitized entry. Shared by both parsers."""
+    """Raw parser fields → a capped, sanitized entry. Shared by both parsers.
+
+    ``*_kind`` is "text" for Atom's plain-text constructs (``type="text"``, the default):
+    their "<" is a character, so they are escaped into HTML rather than read as markup
+    ("a < b", "type <script> to test" must come out as written). RSS fields are HTML.
+    """
     # Stripped as feedparser strips it, so both paths store the same bytes.
-    html = ((raw.get("content") or "").strip() or (raw.get("summary") or "").strip())[:MAX_HTML]
+    body, kind = (raw.get("content") or "").strip(), raw.get("content_kind", "html")
+    if not body:
+        body, kind = (raw.get("summary") or "").strip(), raw.get("summary_kind", "html")
+    html = _as_html(body, kind)[:MAX_HTML]
     text = html_to_text(html, base_url, MAX_TEXT)
     # No link: a guid/id that may serve as one (RSS isPermaLink, Atom id), if it is a full
     # http(s) URL. feedparser would also take "1" and resolve it into a bogus base/1.
     link = safe_url(raw.get("link"), base_url) or safe_url(raw.get("permalink"))
     guid = one_line(raw.get("id"), MAX_GUID)
-    title = _title_text(raw.get("title") or "")
+    title = (one_line(raw.get("title") or "", MAX_TITLE) if raw.get("title_kind") == "text"
+             else _title_text(raw.get("title") or ""))
     if guid:
         key = "id:" + guid
     elif link:
@@ -223,6 +240,12 @@ def _text(el: Any) -> str:
 def _attr(el: Any, name: str, default: str) -> str:
     """An attribute by case-insensitive name (feedparser lowercases attribute names)."""
     return next((v for k, v in el.attrib.items() if k.lower() == name), default)
+
+
+def _atom_kind(el: Any) -> str:
+    """"text" or "html" for an Atom text construct (RFC 4287 3.1: no type means text)."""
+    kind = (el.get("type") or "text").strip().lower() if el is not None else "text"
+    return "text" if kind in ("text", "text/plain") else "html"
 
 
 def _atom_content(el: Any) -> str:
@@ -293,15 +316,18 @@ def _fast_parse(body: bytes) -> list[dict[str, Any]]:
             date = entry.find(_ATOM + "published")
             if date is None:
                 date = entry.find(_ATOM + "updated")
+            title, content, summary = (entry.find(_ATOM + "title"),
+                                       entry.find(_ATOM + "content"),
+                                       entry.find(_ATOM + "summary"))
             raw.append({
                 "id": _text(entry.find(_ATOM + "id")).strip(),
                 "permalink": _text(entry.find(_ATOM + "id")).strip(),
-                "title": _atom_content(entry.find(_ATOM + "title")),
+                "title": _atom_content(title), "title_kind": _atom_kind(title),
                 "link": link,
                 "author": _text(name).strip(),
                 "published": parse_date(_text(date)),
-                "content": _atom_content(entry.find(_ATOM + "content")),
-                "summary": _atom_content(entry.find(_ATOM + "summary")),
+                "content": _atom_content(content), "content_kind": _atom_kind(content),
+                "summary": _atom_content(summary), "summary_kind": _atom_kind(summary),
             })
     elif tag == _RDF + "RDF":
         for item in root.iterfind(_RSS1 + "item"):
@@ -362,11 +388,21 @@ def _feedparser_parse(body: bytes) -> list[dict[str, Any]]:
         raise FeedError(f"not a feed: {one_line(reason, 200) or 'unparseable'}")
     if not parsed.entries and not parsed.get("version"):
         raise FeedError("not an RSS or Atom feed")
+    atom = str(parsed.get("version", "")).startswith("atom")
+
+    def kind(detail: Any) -> str:
+        # Atom says what a construct is; feedparser's text/plain for RSS is a guess.
+        plain = atom and (detail or {}).get("type") == "text/plain"
+        return "text" if plain else "html"
+
     raw = []
     for entry in parsed.entries[:MAX_ENTRIES]:
         published = entry.get("published_parsed") or entry.get("updated_parsed")
         content = entry.get("content")
         raw.append({
+            "title_kind": kind(entry.get("title_detail")),
+            "content_kind": kind(content[0]) if content else "html",
+            "summary_kind": kind(entry.get("summary_detail")),
             "id": entry.get("id", ""),
             "title": entry.get("title", ""),
             # The first alternate <link> as written (entry.link may be the guid instead).
