@@ -26,7 +26,7 @@ from .models import Event, Item, SourceState
 from .rules import apply_rules, match_text
 from .sanitize import one_line
 from .sources import API_TYPES, POLLABLE, FeedError, feed_url
-from .store import NewItem, Store
+from .store import PENDING_LIMIT, NewItem, Store
 
 __all__ = ["CycleReport", "Poller", "SourceResult"]
 
@@ -220,6 +220,12 @@ class Poller:
                 for task in tasks:
                     task.cancel()
                 report.new_ids.extend(flush())
+        if len(report.new_ids) >= PENDING_LIMIT:
+            # Fold this cycle's items into the snapshot now, while they are in memory anyway:
+            # otherwise every later open decodes them from the journal and, past
+            # PENDING_LIMIT, parses the whole items table (a warm poll after a cold one:
+            # +20 ms and +13 MB at 10k items).
+            self.store.compact()
         # Per-source "new" counts reflect what was really added (another console may have
         # stored some first).
         per_source = Counter(i.split(":", 1)[0] for i in report.new_ids)

@@ -54,7 +54,7 @@ from tinydb.table import Table
 
 from .models import SCHEMA_VERSION, Event, Item, OutboxEntry, SourceState
 
-__all__ = ["NewItem", "Store", "StoreCorrupt", "StoreError"]
+__all__ = ["PENDING_LIMIT", "NewItem", "Store", "StoreCorrupt", "StoreError"]
 
 TABLES = ("items", "sources", "events", "outbox", "meta", "claims", "approvals")
 LOCK_TIMEOUT = 15.0

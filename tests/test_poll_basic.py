@@ -46,3 +46,26 @@ def test_same_guid_in_two_feeds_are_two_items(feed_server: FeedServer, make_conf
         report = asyncio.run(poller.poll())
     assert len(report.new_ids) == 2
     assert sorted(i.title for i in store.items(store.item_ids())) == ["From A", "From B"]
+
+
+def test_a_poll_that_adds_many_items_leaves_them_in_the_snapshot(
+        feed_server: FeedServer, make_config) -> None:
+    """A first poll of busy feeds folds its items into the snapshot, so the next open (a
+    warm poll, the TUI) neither decodes them from the journal nor holds them twice."""
+    from cm_console.store import PENDING_LIMIT
+
+    now = time.time()
+    urls = [feed_server.add(f"/busy{f}.xml", rss([
+        {"guid": f"{f}-{i}", "title": f"Post {f}-{i}", "date": now - i} for i in range(400)]))
+        for f in range(3)]
+    config = make_config([{"id": f"busy{f}", "type": "rss", "url": u}
+                          for f, u in enumerate(urls)])
+    store = Store(config.store)
+    with Poller(config, store) as poller:
+        report = asyncio.run(poller.poll())
+    assert len(report.new_ids) == 1200 >= PENDING_LIMIT
+    journal = store.journal_path.read_bytes().splitlines()
+    assert len(journal) == 1  # only the new generation's header
+    reopened = Store(config.store)
+    assert reopened.item_count() == 1200
+    assert reopened.source_state("busy2").last_status == "ok"
