@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     items.add_argument("--state", choices=STATES, action="append")
     items.add_argument("--source", metavar="ID")
     items.add_argument("--tag")
-    items.add_argument("--search", metavar="TEXT", help="words in title, author or summary")
+    items.add_argument("--search", metavar="TEXT",
+                       help="words that must all appear in the title, author or summary")
     items.add_argument("--limit", type=int, default=50, metavar="N",
                        help="at most N items (0: all; default 50)")
     items.add_argument("--json", action="store_true")

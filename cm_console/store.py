@@ -707,7 +707,8 @@ class Store:
                   due_before: tuple[dict[str, float], float] | None = None) -> list[str]:
         items = self._data["items"]
         wanted = frozenset(states) if states is not None else None
-        needle = text.casefold() if text else None
+        # Every word must appear (in any order): "refund crash" finds "crash after refund".
+        needles = text.casefold().split() if text else []
         out = []
         for key in self.ordered_ids():
             doc = items[key]
@@ -725,10 +726,11 @@ class Store:
                 sla = due_before[0].get(doc.get("source", ""))
                 if not sla or doc.get("published", 0.0) + sla >= due_before[1]:
                     continue
-            if needle and needle not in (
-                f"{doc.get('title', '')}\n{doc.get('author', '')}\n{doc.get('summary', '')}"
-            ).casefold():
-                continue
+            if needles:
+                hay = (f"{doc.get('title', '')}\n{doc.get('author', '')}\n"
+                       f"{doc.get('summary', '')}").casefold()
+                if not all(n in hay for n in needles):
+                    continue
             out.append(key)
         return out
 

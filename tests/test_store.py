@@ -573,3 +573,15 @@ def test_threads_reading_an_unparsed_table_at_once_all_see_it_whole(tmp_path: Pa
         for t in threads:
             t.join()
         assert counts == [2000] * 4
+
+
+def test_text_search_wants_every_word_in_any_order(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.json")
+    store.add_items([new_item("blog", "a", title="Crash after REFUND"),
+                     new_item("blog", "b", title="Refund processed"),
+                     new_item("blog", "c", title="Login crash")])
+    titles = lambda q: sorted(i.title for i in store.items(store.item_ids(text=q)))  # noqa: E731
+    assert titles("refund crash") == ["Crash after REFUND"]
+    assert titles("  Refund  ") == ["Crash after REFUND", "Refund processed"]
+    assert titles("crash someone") == ["Crash after REFUND", "Login crash"]  # author too
+    assert titles("refund login") == []
