@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .config import Config, SourceConfig
-from .fetch import FetchError, env_proxies, fetch, make_client, make_feed_session
+from .fetch import FetchError, fetch, make_client, make_feed_session, proxy_configured
 from .ingest import ingest_job
 from .models import Event, Item, SourceState
 from .rules import apply_rules, match_text
@@ -98,7 +98,6 @@ class Poller:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._pool_broken = False
         self._helpers_started = False
-        self._proxies: dict[str, str] = {}
 
     def prepare(self) -> None:
         """Start the parse helpers now. The TUI calls this before Textual takes over stdio;
@@ -158,7 +157,6 @@ class Poller:
         if source_ids is not None:
             chosen = [s for s in chosen if s.id in source_ids]
         states = {s.id: self.store.source_state(s.id) for s in chosen}
-        self._proxies = env_proxies()
 
         pending_items: list[NewItem] = []
         pending_states: list[SourceState] = []
@@ -180,7 +178,8 @@ class Poller:
         sem = asyncio.Semaphore(poll_cfg.concurrency)
         async with contextlib.AsyncExitStack() as stack:
             session = await stack.enter_async_context(make_feed_session(
-                concurrency=poll_cfg.concurrency, timeout=poll_cfg.timeout))
+                concurrency=poll_cfg.concurrency, timeout=poll_cfg.timeout,
+                trust_env=proxy_configured()))
             # The JSON APIs keep httpx (its per-request cost does not matter at their rates);
             # it is only built when the cycle has an API source.
             client = None
@@ -285,7 +284,7 @@ class Poller:
                 session, url, etag=state.etag,  # type: ignore[arg-type]
                 last_modified=state.last_modified, timeout=poll_cfg.timeout,
                 max_bytes=poll_cfg.max_bytes, max_redirects=poll_cfg.max_redirects,
-                max_retry_after=poll_cfg.max_retry_after, proxies=self._proxies,
+                max_retry_after=poll_cfg.max_retry_after,
                 headers={str(k): str(v) for k, v in src.options.get("headers", {}).items()}
                 if isinstance(src.options.get("headers"), dict) else None,
             )
