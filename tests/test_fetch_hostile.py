@@ -18,6 +18,7 @@ from cm_console.feedserver import FeedServer
 from cm_console.models import MAX_AUTHOR, MAX_HTML, MAX_TEXT, MAX_TITLE, SourceState
 from cm_console.poller import CycleReport, Poller, SourceResult
 from cm_console.sources import item_id
+from cm_console.sources.rss import FeedError, check_dtd
 from cm_console.store import Store
 
 from .feeds import atom, rss
@@ -434,6 +435,42 @@ def test_inline_dtd_with_entities_is_refused(feed_server: FeedServer, make_confi
     assert "inline DTD" in results["laughs"].error
     assert store.item_ids(source="laughs") == []
     assert results["good"].status == "ok"
+
+
+_ENTS = ('<!ENTITY a "' + "ha" * 20 + '"><!ENTITY b "' + "&a;" * 20 + '">'
+         '<!ENTITY c "' + "&b;" * 20 + '">')
+_ROOT = ('<rss version="2.0"><item><title>t</title><description>&c;</description>'
+         "<guid>g</guid></item></rss>")
+
+
+@pytest.mark.parametrize("body", [
+    # Quoted literals in the DOCTYPE may hold ">" and "<a>": neither ends it.
+    f'<?xml version="1.0"?><!DOCTYPE rss SYSTEM "x<a>" [{_ENTS}]>{_ROOT}'.encode(),
+    f'<?xml version="1.0"?><!DOCTYPE rss PUBLIC "<a>" "y" [{_ENTS}]>{_ROOT}'.encode(),
+    f"<?xml version='1.0'?><!DOCTYPE rss SYSTEM 'x<a>' [{_ENTS}]>{_ROOT}".encode(),
+    f'<?xml version="1.0"?><!DOCTYPE rss SYSTEM "x>" [<!-- <a> -->{_ENTS}]>{_ROOT}'.encode(),
+    f'<?xml version="1.0"?><!DOCTYPE rss SYSTEM "x>" [<?p <a>?>{_ENTS}]>{_ROOT}'.encode(),
+    f'<?xml version="1.0"?><!DOCTYPE rss SYSTEM "x>" [<!ENTITY z "<a>">{_ENTS}]>{_ROOT}'.encode(),
+    # Stray bytes before the prolog's constructs: the whole body is searched.
+    b"\xef\xbb\xbf\xef\xbb\xbf" + f"<!-- <a> --><!DOCTYPE rss [{_ENTS}]>{_ROOT}".encode(),
+    b"\xc2\xa0" + f"<!-- <a> --><!DOCTYPE rss [{_ENTS}]>{_ROOT}".encode(),
+    # The same trick in the encodings feedparser decodes.
+    ('\ufeff<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE rss SYSTEM "x<a>" '
+     f"[{_ENTS}]>{_ROOT}").encode("utf-16-le"),
+    ('<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE rss SYSTEM "x<a>" '
+     f"[{_ENTS}]>{_ROOT}").encode("utf-16-be"),
+    ('<?xml version="1.0" encoding="UTF-32"?><!DOCTYPE rss SYSTEM "x<a>" '
+     f"[{_ENTS}]>{_ROOT}").encode("utf-32"),
+    ('<?xml version="1.0" encoding="cp037"?><!DOCTYPE rss SYSTEM "x<a>" '
+     f"[{_ENTS}]>{_ROOT}").encode("cp037"),
+], ids=["literal-lt", "public-lt", "single-quotes", "gt-then-comment", "gt-then-pi",
+        "gt-then-entity-value", "two-boms", "nbsp", "utf16le-bom", "utf16be", "utf32",
+        "ebcdic"])
+def test_prolog_tricks_do_not_hide_an_internal_subset(body: bytes) -> None:
+    """Found in review: each of these passed the first prolog-only check, and feedparser
+    then expanded the entities."""
+    with pytest.raises(FeedError, match="inline DTD"):
+        check_dtd(body)
 
 
 def test_a_post_quoting_an_entity_declaration_is_text_not_a_dtd(

@@ -93,33 +93,35 @@ def _dtd_samples(body: bytes) -> list[bytes]:
     return samples
 
 
-_PROLOG_MISC = re.compile(rb"\s*(?:<\?.*?\?>|<!--.*?-->)", re.DOTALL)  # PIs, comments
-_DOCTYPE = re.compile(rb"\s*<!DOCTYPE", re.IGNORECASE)
-_FIRST_ELEMENT = re.compile(rb"<\w")  # where feedparser's replace_doctype ends the "head"
+# One construct of an XML prolog, after optional whitespace: a PI or comment, a DOCTYPE (its
+# quoted literals skipped whole, so a ">" or "<a>" inside one ends nothing; ``close`` is "["
+# when an internal subset follows, ">" when it does not), or the root element's start.
+_PROLOG_ITEM = re.compile(rb"""\s*(?:
+      <\?.*?\?> | <!--.*?-->
+    | <!DOCTYPE (?:[^>\['"]+ | "[^"]*" | '[^']*')* (?P<close>[\[>]?)
+    | (?P<root><[A-Za-z_:\x80-\xff])
+)""", re.DOTALL | re.IGNORECASE | re.VERBOSE)
 
 
 def _prolog_end(sample: bytes) -> int:
-    """Where the root element starts: an entity can only be declared before it (in the
-    DOCTYPE's internal subset). Past comments and processing instructions as an XML parser
-    skips them (so ``<!-- <a> -->`` cannot end the prolog early), and never short of
-    feedparser's own "head" (everything before the first ``<`` + letter), which its lenient
-    parser searches for declarations. Returns len(sample) for an unterminated DOCTYPE."""
+    """Where the root element starts: entities can only be declared before it (in the
+    DOCTYPE's internal subset), and feedparser only looks for declarations there too.
+
+    Only a prolog made of what XML allows (one BOM, whitespace, PIs, comments, a DOCTYPE
+    without internal subset) narrows the search; anything else (a subset, an unterminated
+    construct, stray bytes before the root) returns len(sample), so the whole body is
+    searched, as it always was.
+    """
     pos = 3 if sample.startswith(b"\xef\xbb\xbf") else 0
     while True:
-        misc = _PROLOG_MISC.match(sample, pos)
-        if misc:
-            pos = misc.end()
-            continue
-        doctype = _DOCTYPE.match(sample, pos)
-        if not doctype:
-            break
-        end = sample.find(b">", doctype.end())
-        subset = sample.find(b"[", doctype.end())
-        if end < 0 or 0 <= subset < end:
-            return len(sample)  # an internal subset (or no end): let the search see it all
-        pos = end + 1
-    first = _FIRST_ELEMENT.search(sample)
-    return max(pos, first.start() if first else len(sample))
+        item = _PROLOG_ITEM.match(sample, pos)
+        if item is None:
+            return len(sample)
+        if item.group("root"):
+            return item.start("root")
+        if item.group("close") is not None and item.group("close") != b">":
+            return len(sample)
+        pos = item.end()
 
 
 def check_dtd(body: bytes) -> None:
