@@ -131,7 +131,8 @@ LAZY_TABLES = ("events", "items")  # written last, parsed on first use
 # plus the snapshot's) when the table is finally read; the TUI's peak at 50k items grew by
 # 77 MB that way.
 PENDING_LIMIT = 1000
-_SNAPSHOT_HEAD = b'{"meta":'
+_CRC_KEY = "_crc"
+_SNAPSHOT_HEAD = b'{"_crc":'
 
 
 class _Tables(dict):  # type: ignore[type-arg]
@@ -198,14 +199,15 @@ def _apply_op(rows: dict[str, Any], op: list[Any]) -> None:
 
 
 def _encode_snapshot(data: dict[str, dict[str, Any]]) -> list[bytes]:
-    """The snapshot file, as parts to write in order: one JSON document, one table per line,
-    the big tables last, and a CRC of every line after the first in ``meta.store.crc``
-    (checked when the file is opened, since the lazy tables are parsed later). orjson
-    escapes control characters in strings, so a table's JSON never contains a newline.
-    Parts, not one joined buffer: at 50,000 items the items alone are 27 MB, and joining
-    copies them twice more."""
-    names = [t for t in TABLES if t != "meta" and t not in LAZY_TABLES]
-    names += sorted(k for k in data if k not in TABLES)
+    """The snapshot file, as parts to write in order: one JSON document, one table per line
+    (meta first, the big tables last), opened by ``{"_crc":N``, the CRC of every byte after
+    that first line, checked at open since the lazy tables are parsed later. It covers
+    meta too: a damaged ``gen`` would skip the journal, a damaged ``next_event`` would
+    overwrite audit events. orjson escapes control characters in strings, so a table's JSON
+    never contains a newline. Parts, not one joined buffer: at 50,000 items the items alone
+    are 27 MB, and joining copies them twice more."""
+    names = ["meta"] + [t for t in TABLES if t != "meta" and t not in LAZY_TABLES]
+    names += sorted(k for k in data if k not in TABLES and k != _CRC_KEY)
     names += list(LAZY_TABLES)
     parts: list[bytes] = []
     crc = 0
@@ -215,41 +217,44 @@ def _encode_snapshot(data: dict[str, dict[str, Any]]) -> list[bytes]:
             parts.append(part)
     parts.append(b"\n}\n")
     crc = zlib.crc32(parts[-1], crc)
-    meta = dict(data["meta"])
-    meta["store"] = dict(meta.get("store", {}), crc=crc)
-    return [_SNAPSHOT_HEAD + orjson.dumps(meta), *parts]
+    return [_SNAPSHOT_HEAD + b"%d" % crc, *parts]
 
 
 def _decode_snapshot(raw: bytes) -> _Tables:
-    """Tables of a snapshot, the lazy ones left raw. Raises ValueError on damage. A snapshot
-    from before the line layout (no CRC) is parsed whole."""
+    """Tables of a snapshot, the lazy ones left raw. Raises ValueError on damage. Any other
+    JSON document (a store from before the line layout, or one a tool reformatted) is
+    parsed whole."""
     nl = raw.find(b"\n")
     if raw.startswith(_SNAPSHOT_HEAD) and nl > 0:
-        meta = orjson.loads(raw[len(_SNAPSHOT_HEAD):nl])
-        store_meta = meta.get("store") if isinstance(meta, dict) else None
-        crc = store_meta.pop("crc", None) if isinstance(store_meta, dict) else None
-        if crc is not None:
-            view = memoryview(raw)  # slices below share raw's bytes: no 10 MB copies
-            if zlib.crc32(view[nl:]) != crc:
-                raise ValueError("its checksum does not match (damaged or cut short)")
-            tables: dict[str, Any] = {"meta": meta}
-            lazy: dict[str, memoryview] = {}
-            pos, end = nl + 1, len(raw)
-            while pos < end:
-                stop = raw.find(b"\n", pos)
-                stop = end if stop < 0 else stop
-                if stop - pos > 1:  # not the closing "}"
-                    colon = raw.index(b'":', pos + 2) + 1  # the line is ,"name":{...}
-                    name = orjson.loads(view[pos + 1:colon])
-                    if name in LAZY_TABLES:
-                        lazy[name] = view[colon + 1:stop]
-                    else:
-                        tables[name] = orjson.loads(view[colon + 1:stop])
-                pos = stop + 1
-            return _Tables(tables, lazy)
+        try:
+            crc = int(raw[len(_SNAPSHOT_HEAD):nl])
+        except ValueError:
+            raise ValueError("its first line is damaged") from None
+        view = memoryview(raw)  # slices below share raw's bytes: no 10 MB copies
+        if zlib.crc32(view[nl:]) != crc:
+            raise ValueError("its checksum does not match (damaged or cut short)")
+        tables: dict[str, Any] = {}
+        lazy: dict[str, memoryview] = {}
+        pos, end = nl + 1, len(raw)
+        while pos < end:
+            stop = raw.find(b"\n", pos)
+            stop = end if stop < 0 else stop
+            if stop - pos > 1:  # not the closing "}"
+                colon = raw.index(b'":', pos + 2) + 1  # the line is ,"name":{...}
+                name = orjson.loads(view[pos + 1:colon])
+                if name in LAZY_TABLES:
+                    lazy[name] = view[colon + 1:stop]
+                else:
+                    tables[name] = orjson.loads(view[colon + 1:stop])
+            pos = stop + 1
+        return _Tables(tables, lazy)
     data = orjson.loads(raw)
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
+    data.pop(_CRC_KEY, None)
+    store_meta = data.get("meta", {}).get("store") if isinstance(data.get("meta"), dict) else None
+    if isinstance(store_meta, dict):
+        store_meta.pop("crc", None)  # where a build of 2026-11-25 kept it
     return _Tables(data)
 
 

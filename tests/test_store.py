@@ -499,9 +499,9 @@ def test_snapshot_is_one_json_document_with_a_table_per_line(tmp_path: Path) -> 
     store = _compacted(tmp_path / "s.json")
     raw = store.path.read_bytes()
     lines = raw.splitlines()
-    assert lines[0].startswith(b'{"meta":') and lines[-1] == b"}"
-    assert [json.loads(b"{" + line[1:] + b"}").popitem()[0] for line in lines[1:-1]][-2:] == [
-        "events", "items"]  # the big tables last
+    assert lines[0].startswith(b'{"_crc":') and lines[-1] == b"}"
+    names = [json.loads(b"{" + line[1:] + b"}").popitem()[0] for line in lines[1:-1]]
+    assert names[0] == "meta" and names[-2:] == ["events", "items"]  # the big tables last
     document = json.loads(raw)  # still plain JSON: any tool (or TinyDB itself) reads it
     assert len(document["items"]) == 5 and len(document["events"]) == 1
     with TinyDB(store.path) as db:
@@ -527,7 +527,7 @@ def test_unread_tables_catch_up_with_the_journal_when_read(tmp_path: Path) -> No
     assert len(set(ids)) == 4
 
 
-@pytest.mark.parametrize("where", ["items", "events", "sources"])
+@pytest.mark.parametrize("where", ["items", "events", "sources", "meta"])
 def test_a_damaged_table_line_is_refused_at_open_not_later(tmp_path: Path, where: str) -> None:
     store = _compacted(tmp_path / "s.json")
     raw = store.path.read_bytes()
@@ -544,7 +544,7 @@ def test_a_snapshot_from_before_the_line_layout_still_opens(tmp_path: Path) -> N
     """Stores written by earlier versions are a single-line document without a CRC."""
     store = _compacted(tmp_path / "s.json")
     document = json.loads(store.path.read_bytes())
-    document["meta"]["store"].pop("crc")
+    document.pop("_crc")
     document["meta"]["store"].pop("next_event")
     store.path.write_text(json.dumps(document))
     old = Store(tmp_path / "s.json")
@@ -552,6 +552,9 @@ def test_a_snapshot_from_before_the_line_layout_still_opens(tmp_path: Path) -> N
     old.log_event("ann", "note", item_id("blog", "id:1"))
     old.compact()  # rewritten in the new layout
     assert len(store.path.read_bytes().splitlines()) > 3
+    # A tool's reformatting (jq -c: one line) is parsed whole, not refused.
+    store.path.write_bytes(json.dumps(json.loads(store.path.read_bytes())).encode())
+    assert len(Store(tmp_path / "s.json").events()) == 2
     assert len(Store(tmp_path / "s.json").events()) == 2
 
 
@@ -585,3 +588,17 @@ def test_text_search_wants_every_word_in_any_order(tmp_path: Path) -> None:
     assert titles("  Refund  ") == ["Crash after REFUND", "Refund processed"]
     assert titles("crash someone") == ["Crash after REFUND", "Login crash"]  # author too
     assert titles("refund login") == []
+
+
+@pytest.mark.parametrize(("old", "new"), [(b'"gen":1', b'"gen":3'),
+                                          (b'"next_event":2', b'"next_event":1')])
+def test_a_damaged_generation_or_event_counter_is_refused(tmp_path: Path, old: bytes,
+                                                         new: bytes) -> None:
+    """Found in review: a wrong gen skipped the journal (and the next commit dropped it for
+    good); a wrong next_event made the next event overwrite one of the audit log."""
+    store = _compacted(tmp_path / "s.json")
+    raw = store.path.read_bytes()
+    assert raw.count(old) == 1
+    store.path.write_bytes(raw.replace(old, new))
+    with pytest.raises(StoreCorrupt, match="checksum"):
+        Store(tmp_path / "s.json")
