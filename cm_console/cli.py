@@ -186,9 +186,19 @@ def entry() -> None:
     files inside main, and the HTTP sessions close with their event loop.
     """
     code = main()
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # `cm-console items | head`: the reader left; that is fine
+        _silence_stdout()
+        code = EXIT_OK
     gc.freeze()
     sys.exit(code)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's own flush at exit cannot fail
+    again on the closed pipe and print "Exception ignored" to the user."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -208,9 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `cm-console items | head`: the reader left; that is fine
-        import os as _os
-
-        _os.dup2(_os.open(_os.devnull, _os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return EXIT_OK
 
 

@@ -386,3 +386,21 @@ def test_locked_store_exits_3(tmp_path: Path) -> None:
         holder.wait()
     assert done.returncode == 3
     assert "locked by another process" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["items", "sources"])
+def test_a_reader_that_left_is_not_an_error(polled: Path, command: str) -> None:
+    """`cm-console items | head`: when the reader has gone, exit 0 and say nothing (found in
+    review: the flush before exit printed a traceback when stdout was buffered)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CM_CONSOLE_CONFIG", "CM_CONSOLE_USER", "PYTHONUNBUFFERED")}
+    try:
+        done = subprocess.run([sys.executable, "-m", "cm_console", "--config", str(polled),
+                               command], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              env=env, timeout=60)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
