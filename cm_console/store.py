@@ -27,8 +27,8 @@ rename (the old pair becomes ``.bak``). A zero-byte or corrupt snapshot is never
 empty: :class:`StoreCorrupt` says so, and ``recover=True`` restores the ``.bak`` pair plus the
 current journal, which together hold every committed change.
 
-The snapshot keeps each table on its own line (still one valid JSON document) with a CRC of
-the tables in the meta line, so opening a store parses only the small tables; the items and
+The snapshot keeps each table on its own line (still one valid JSON document) after a first
+line holding the CRC of all of them, so opening a store parses only the small tables; the items and
 events stay raw JSON until something reads them. A warm poll or ``cm-console sources`` never
 pays for 10,000s of items (8.6 MB of items took 45 ms of a 0.4 s warm poll).
 """
