@@ -602,3 +602,37 @@ def test_a_damaged_generation_or_event_counter_is_refused(tmp_path: Path, old: b
     store.path.write_bytes(raw.replace(old, new))
     with pytest.raises(StoreCorrupt, match="checksum"):
         Store(tmp_path / "s.json")
+
+
+def test_counts_kept_current_match_a_full_recount(tmp_path: Path) -> None:
+    """counts() is adjusted per change once computed; after any mix of changes (ours,
+    another console's, a compaction) it must equal a recount from scratch."""
+    rng = random.Random(3)
+    a = Store(tmp_path / "s.json")
+    b = Store(tmp_path / "s.json")
+    a.add_items([new_item(("blog", "forum")[i % 2], f"id:{i}") for i in range(60)])
+    ids = a.item_ids()
+    assert b.refresh()
+    b.counts()  # from here on both keep their counters current
+    a.counts()
+    for step in range(120):
+        writer = rng.choice((a, b))
+        writer.refresh()
+        iid = rng.choice(ids)
+        change = rng.choice(({"state": rng.choice(("new", "open", "done", "snoozed"))},
+                             {"assignee": rng.choice(("", "ann", "bo"))},
+                             {"tags": rng.sample(["billing", "bug", "pr"], rng.randint(0, 2))}))
+        writer.update_item(iid, change, actor="t", action="edit")
+        if step % 40 == 39:
+            writer.add_items([new_item("hn", f"late:{step}")])
+            ids = writer.item_ids()
+        if step == 60:
+            writer.compact()
+    for store in (a, b):
+        store.refresh()
+        assert store.counts() == Store(tmp_path / "s.json").counts()
+    fresh = Store(tmp_path / "s.json").counts()
+    assert sum(fresh["state"].values()) == 63
+    copy = a.counts()
+    copy["state"].clear()  # callers get a copy: the store's counters are untouched
+    assert a.counts() == fresh
