@@ -2,8 +2,9 @@
 
 Exit codes (all commands):
   0  success
-  1  done, but something failed (a source errored, an item was not found, config invalid)
-  2  usage error, or no usable config
+  1  done, but something failed (a source errored, an item was not found; check-config:
+     the config is invalid)
+  2  usage error, or no usable config (missing or invalid)
   3  the store cannot be opened (locked, damaged: see --recover)
 """
 
@@ -59,8 +60,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="cm-console",
         description="A keyboard-driven console for community managers. Without a command it "
                     "opens the inbox; `cm-console demo` opens it on bundled sample data.",
-        epilog="Exit codes: 0 ok; 1 partly failed (a source errored, item not found, invalid "
-               "config); 2 usage error or no config; 3 store locked or damaged.",
+        epilog="Exit codes: 0 ok; 1 partly failed (a source errored, item not found; "
+               "check-config: invalid config); 2 usage error, no config or an invalid one; "
+               "3 store locked or damaged.",
     )
     p.add_argument("--version", action="version", version=f"cm-console {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -87,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     items.add_argument("--tag")
     items.add_argument("--search", metavar="TEXT",
                        help="words that must all appear in the title, author or summary")
-    items.add_argument("--limit", type=int, default=50, metavar="N",
+    items.add_argument("--limit", type=_count_arg, default=50, metavar="N",
                        help="at most N items (0: all; default 50)")
     items.add_argument("--json", action="store_true")
 
@@ -141,7 +143,8 @@ def _parser() -> argparse.ArgumentParser:
 
     log = sub.add_parser("log", help="the audit log: who did what, when")
     log.add_argument("--item", metavar="ID")
-    log.add_argument("--limit", type=int, default=100, metavar="N", help="newest N (0: all)")
+    log.add_argument("--limit", type=_count_arg, default=100, metavar="N",
+                     help="newest N (0: all)")
     log.add_argument("--json", action="store_true")
 
     report = sub.add_parser("report", help="volume, response times, SLA, escalations")
@@ -199,6 +202,18 @@ def _silence_stdout() -> None:
     """Point stdout at /dev/null, so the interpreter's own flush at exit cannot fail
     again on the closed pipe and print "Exception ignored" to the user."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _count_arg(value: str) -> int:
+    """An argparse type: a whole number of at least 0 (``--limit -1`` is a typo, not "all
+    but the last")."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {n}")
+    return n
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -424,6 +439,10 @@ def item_json(item: Item) -> dict[str, Any]:
 
 
 def cmd_items(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
+    if args.source and config.source(args.source) is None and args.source not in (
+            store.counts()["source"]):
+        known = ", ".join(s.id for s in config.sources) or "none configured"
+        raise CliError(f'unknown source "{args.source}" (known: {known})')
     ids = store.item_ids(states=args.state, source=args.source, tag=args.tag, text=args.search)
     if args.limit:
         ids = ids[: args.limit]
@@ -524,7 +543,7 @@ def _find(store: Store, ref: str) -> Item:
 
 
 def _template(config: Config, template_id: str | None, item: Item, visibility: str,
-              prefer: str = "") -> Any:
+              prefer: str = "", option: str = "--template") -> Any:
     """The named template, else the first that fits (preferring ids/titles with ``prefer``)."""
     from .templates import templates_for
 
@@ -536,7 +555,7 @@ def _template(config: Config, template_id: str | None, item: Item, visibility: s
         return found
     fitting = templates_for(config, item.source_type, visibility)
     if not fitting:
-        raise CliError(f"no {visibility} template fits {item.source_type}; pass --template")
+        raise CliError(f"no {visibility} template fits {item.source_type}; pass {option} ID")
     if prefer:
         liked = [t for t in fitting if prefer in t.id.lower() or prefer in t.title.lower()]
         if liked:
@@ -610,8 +629,8 @@ def cmd_route_private(args: argparse.Namespace, config: Config, store: Store,
 
     item = _find(store, args.id)
     # The acknowledgement defaults to a public template about moving to private.
-    public = _template(config, args.public, item, "public", prefer="private")
-    private = _template(config, args.private, item, "private")
+    public = _template(config, args.public, item, "public", prefer="private", option="--public")
+    private = _template(config, args.private, item, "private", option="--private")
     public_text = _render(config, public, item, actor)
     private_text = _render(config, private, item, actor)
     if args.dry_run:
@@ -777,7 +796,8 @@ def cmd_rules_test(args: argparse.Namespace, config: Config, store: Store, actor
             print(f"{item.id}  {one_line(item.title, 50)}\n    {what}  "
                   f"(by {', '.join(m.rule.id for m in result.matches)})")
     if not args.json:
-        print(f"\n{total} items since {_when(since)}: {changed} would change")
+        print(f"{chr(10) if changed else ''}{total} items since {_when(since)}: "
+              f"{changed} would change")
         for rule_id, count in per_rule.items():
             print(f"  {rule_id}: matches {count}")
     return EXIT_OK

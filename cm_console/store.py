@@ -73,7 +73,8 @@ class StoreCorrupt(StoreError):
         self.reason = reason
         self.backup = backup
         hint = (" A last good copy exists: run again with --recover to restore it (the damaged "
-                "file is kept aside)." if backup else " No backup copy was found.")
+                "file is kept aside)." if backup else
+                " No backup copy was found: move the file aside to start an empty store.")
         super().__init__(f"store {path} is unreadable: {reason}.{hint}")
 
 
@@ -543,7 +544,8 @@ class Store:
             pass
         from_journal = not self.bak_path.exists()
         if from_journal and not self._journal_has_everything():
-            raise StoreCorrupt(self.path, "damaged, and no backup copy exists", False)
+            raise StoreCorrupt(self.path, "it is damaged and --recover has nothing to restore "
+                               "from", False)
         if self.path.exists():
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             os.replace(self.path, aside)

@@ -404,3 +404,24 @@ def test_a_reader_that_left_is_not_an_error(polled: Path, command: str) -> None:
         os.close(write_end)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+def test_items_refuses_an_unknown_source_and_a_negative_limit(polled: Path) -> None:
+    done = cli("--config", str(polled), "items", "--source", "nope")
+    assert done.returncode == 2
+    assert 'unknown source "nope" (known: blog, forum)' in done.stderr
+    done = cli("--config", str(polled), "items", "--limit", "-1")
+    assert done.returncode == 2
+    assert "expected 0 or more, got -1" in done.stderr
+    assert cli("--config", str(polled), "items", "--limit", "1").stdout.count("\n") == 1
+
+
+def test_a_zero_byte_store_without_backup_says_how_to_start_over(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [])
+    (tmp_path / "team.db.json").write_bytes(b"")
+    done = cli("--config", str(config), "items")
+    assert done.returncode == 3
+    assert "move the file aside to start an empty store" in done.stderr
+    done = cli("--config", str(config), "--recover", "items")
+    assert done.returncode == 3
+    assert "--recover has nothing to restore from" in done.stderr
