@@ -1337,3 +1337,95 @@ async def test_j_and_k_move_the_views_column_when_it_has_focus(env: Env) -> None
         await pilot.press("j", "j")
         await pilot.pause()
         assert views.highlighted == 2 and item_list(app).cursor == before
+
+
+# ---------------------------------------------------------------------------- review: edit
+
+ANSWER_TEMPLATES = [
+    {"id": "ack", "title": "Acknowledge", "visibility": "public",
+     "body": "Thanks {author}, I have sent you a message."},
+    {"id": "dm", "title": "Ask privately", "visibility": "private",
+     "body": "Could you send me the order number?"},
+]
+
+
+async def on_screen(app: CMConsoleApp, pilot: Pilot, kind: type) -> Any:
+    await wait_until(pilot, lambda: isinstance(app.screen, kind), kind.__name__)
+    await pilot.pause()
+    return app.screen
+
+
+async def save_text(app: CMConsoleApp, pilot: Pilot, append: str = "") -> None:
+    """In the compose screen: append text at the end, then ctrl+s to review."""
+    from textual.widgets import TextArea
+
+    from cm_console.app.compose import ComposeScreen
+
+    screen = await on_screen(app, pilot, ComposeScreen)
+    area = screen.query_one(TextArea)
+    if append:
+        area.move_cursor(area.document.end)
+        area.insert(append)
+    await pilot.press("ctrl+s")
+
+
+async def test_edit_on_the_private_review_returns_to_the_text_not_to_nothing(
+        make_env: Callable[..., Env]) -> None:
+    """Found by a newcomer: 'e edit' on the route-private review ended the flow and lost
+    both texts. It now asks which text, opens it, and comes back to the review."""
+    from cm_console.app.compose import ReviewScreen, TemplatePickerScreen
+
+    env = make_env(templates=ANSWER_TEMPLATES, support_email="support@example.com")
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        item = current(app)
+        await pilot.press("P")
+        await on_screen(app, pilot, TemplatePickerScreen)
+        await pilot.press("enter")
+        await save_text(app, pilot)
+        await on_screen(app, pilot, TemplatePickerScreen)
+        await pilot.press("enter")
+        await save_text(app, pilot)
+        await on_screen(app, pilot, ReviewScreen)
+        await pilot.press("e")
+        await on_screen(app, pilot, PickScreen)
+        await pilot.press("enter")  # the private message (listed first)
+        await save_text(app, pilot, " It starts with A-.")
+        await on_screen(app, pilot, ReviewScreen)
+        await pilot.press("y")
+        # A feed has no DM: the private text goes out as the e-mail hand-off.
+        await wait_until(pilot, lambda: len(env.store.outbox()) == 1, "the queued hand-off")
+    [hand_off] = env.store.outbox()
+    assert hand_off.kind == "email" and hand_off.item == item.id
+    assert "Could you send me the order number? It starts with A-." in str(hand_off.payload)
+
+
+async def test_edit_on_the_escalation_review_changes_the_reason(
+        make_env: Callable[..., Env]) -> None:
+    from cm_console.app.compose import ReviewScreen
+
+    env = make_env(escalation={"targets": [{"id": "pr", "name": "PR desk",
+                                            "email": ["pr@example.com"]}]},
+                   smtp={"host": "127.0.0.1", "port": 1, "from": "cm@example.com"})
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("e")
+        await on_screen(app, pilot, PickScreen)
+        await pilot.press("enter")
+        await on_screen(app, pilot, PromptScreen)
+        await pilot.press(*"refund storm")
+        await pilot.press("enter")
+        await on_screen(app, pilot, PickScreen)
+        await pilot.press("enter")  # priority
+        await on_screen(app, pilot, ReviewScreen)
+        await pilot.press("e")
+        prompt = await on_screen(app, pilot, PromptScreen)
+        assert prompt.query_one(Input).value == "refund storm"  # the reason, kept
+        await pilot.press("end", *" on Twitter")
+        await pilot.press("enter")
+        await on_screen(app, pilot, ReviewScreen)
+        await pilot.press("y")
+        await wait_until(pilot, lambda: len(env.store.outbox()) == 1, "a queued escalation")
+    assert "refund storm on Twitter" in str(env.store.outbox()[0].payload)

@@ -76,6 +76,15 @@ class AnsweringMixin:
             lambda t: templates.length(t, item.source_type)))
         return None if edited is None else (template, edited)
 
+    async def _edit_text(self, item: Item, title: str, text: str, template: Template | None,
+                         visibility: str) -> str:
+        """The editor again on ``text``; esc there keeps the text as it was."""
+        limit = templates.length_limit(template, self.cm.config.source(item.source),
+                                       item.source_type, item) if visibility == "public" else None
+        edited = await self.app.push_screen_wait(ComposeScreen(
+            title, text, limit, lambda t: templates.length(t, item.source_type)))
+        return text if edited is None else edited
+
     def _claim(self, item: Item) -> float:
         """Claim the item while I write; say so if a teammate is already on it."""
         held = self.cm.store.claims().get(item.id)
@@ -123,12 +132,9 @@ class AnsweringMixin:
                                "and the post opens in your browser; the item is marked replied.",
                                style="italic")
             choice = await self.app.push_screen_wait(ReviewScreen(summary))
-            if choice == "edit":
-                limit = templates.length_limit(template, self.cm.config.source(item.source),
-                                               item.source_type, item)
-                edited = await self.app.push_screen_wait(ComposeScreen(
-                    "Reply", text, limit, lambda t: templates.length(t, item.source_type)))
-                written = None if edited is None else (template, edited)
+            if choice == "edit":  # esc in the editor comes back here with the text kept
+                written = (template, await self._edit_text(item, "Reply", text, template,
+                                                           "public"))
                 continue
             if choice != "send":
                 self.notify("Reply discarded.", timeout=2)
@@ -178,19 +184,35 @@ class AnsweringMixin:
         private = await self._draft(item, "Private message", "private")
         if private is None:
             return
-        summary = self._warnings(item, opened)
-        where = f"posted on {item.source_type}" if public_api else "clipboard + browser"
-        summary.append(f"Public acknowledgement ({where}):\n", style="bold")
-        summary.append(actions.outgoing_text(item, "reply", public[1]) + "\n\n")
-        channel = (f"a private message on {item.source_type}" if direct
-                   else f"an e-mail hand-off to {config.support_email}")
-        summary.append(f"Private: {channel}\n", style="bold")
-        summary.append(actions.outgoing_text(item, "private", private[1]) + "\n\n")
-        summary.append(f"Leaves after {config.undo_window:.0f}s (u undoes until then).",
-                       style="italic")
-        if await self.app.push_screen_wait(ReviewScreen(summary)) != "send":
-            self.notify("Nothing sent.", timeout=2)
-            return
+        while True:
+            summary = self._warnings(item, opened)
+            where = f"posted on {item.source_type}" if public_api else "clipboard + browser"
+            summary.append(f"Public acknowledgement ({where}):\n", style="bold")
+            summary.append(actions.outgoing_text(item, "reply", public[1]) + "\n\n")
+            channel = (f"a private message on {item.source_type}" if direct
+                       else f"an e-mail hand-off to {config.support_email}")
+            summary.append(f"Private: {channel}\n", style="bold")
+            summary.append(actions.outgoing_text(item, "private", private[1]) + "\n\n")
+            summary.append(f"Leaves after {config.undo_window:.0f}s (u undoes until then).",
+                           style="italic")
+            choice = await self.app.push_screen_wait(ReviewScreen(summary))
+            if choice == "edit":
+                # Back to the text, never to nothing: what was typed survives (esc in the
+                # editor returns here unchanged).
+                part = await self.app.push_screen_wait(PickScreen("Edit which text?", [
+                    ("private", "the private message"),
+                    ("public", "the public acknowledgement")]))
+                if part == "public":
+                    public = (public[0], await self._edit_text(
+                        item, "Public acknowledgement", public[1], public[0], "public"))
+                elif part == "private":
+                    private = (private[0], await self._edit_text(
+                        item, "Private message", private[1], private[0], "private"))
+                continue
+            if choice != "send":
+                self.notify("Nothing sent.", timeout=2)
+                return
+            break
         if approvals.needs_approval(config, self.cm.actor, public[0], private[0]):
             self.cm.perform(_submit, item.id, "route_private", {
                 "public_text": public[1], "private_text": private[1],
@@ -242,17 +264,27 @@ class AnsweringMixin:
                          ("low", "low (no rush)")]))
         if not priority:
             return
-        summary = Text()
         target_name = next((t.name for t in config.escalation_targets if t.id == target),
                            target)
-        summary.append(f"Escalate to {target_name} ({priority})\n\n", style="bold")
-        summary.append(f"Reason: {reason}\n")
-        summary.append(f"Post: {one_line(item.title, 120)}\n{one_line(item.url, 200)}\n\n")
-        summary.append(f"Leaves after {config.undo_window:.0f}s (u undoes until then).",
-                       style="italic")
-        if await self.app.push_screen_wait(ReviewScreen(summary)) != "send":
-            self.notify("Nothing sent.", timeout=2)
-            return
+        while True:
+            summary = Text()
+            summary.append(f"Escalate to {target_name} ({priority})\n\n", style="bold")
+            summary.append(f"Reason: {reason}\n")
+            summary.append(f"Post: {one_line(item.title, 120)}\n{one_line(item.url, 200)}\n\n")
+            summary.append(f"Leaves after {config.undo_window:.0f}s (u undoes until then).",
+                           style="italic")
+            choice = await self.app.push_screen_wait(ReviewScreen(summary))
+            if choice == "edit":  # edit the reason; esc or an empty one keeps it as it was
+                edited = await self.app.push_screen_wait(PromptScreen(
+                    "Why? (the target sees this with the post)", "esc keeps it as it was",
+                    value=reason, placeholder="reason"))
+                if edited and edited.strip():
+                    reason = edited
+                continue
+            if choice != "send":
+                self.notify("Nothing sent.", timeout=2)
+                return
+            break
         sent = self.cm.perform(partial(actions.escalate, config=config), item.id, target,
                                reason, priority=priority)
         if sent is not None:
