@@ -139,6 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     outbox.add_argument("--retry", nargs="*", metavar="ID",
                         help="make failed entries (or these) due again")
     outbox.add_argument("--deliver", action="store_true", help="send what is due now")
+    outbox.add_argument("--cancel", nargs="+", metavar="ID",
+                        help="cancel these entries, or stop retrying them if they failed")
     outbox.add_argument("--json", action="store_true")
 
     log = sub.add_parser("log", help="the audit log: who did what, when")
@@ -669,8 +671,19 @@ def cmd_escalate(args: argparse.Namespace, config: Config, store: Store, actor: 
 
 
 def cmd_outbox(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
-    from .delivery import retry
+    from .delivery import cancel, retry
 
+    refused = []
+    for entry_id in args.cancel or ():
+        entry = store.get_outbox(entry_id)
+        if entry is not None and cancel(store, entry_id, actor, attempted=True):
+            tried = (f" (tried {entry.attempts}x: {entry.target} may have received it once)"
+                     if entry.attempts else "")
+            print(f"{entry_id}: cancelled{tried}")
+        else:
+            refused.append(entry_id)
+            why = "no such entry" if entry is None else f"{entry.status}, or being sent now"
+            print(f"{entry_id}: not cancelled ({why})", file=sys.stderr)
     if args.retry is not None:
         changed = retry(store, args.retry or None, actor)
         print(f"{len(changed)} entr{'y' if len(changed) == 1 else 'ies'} due again")
@@ -687,7 +700,7 @@ def cmd_outbox(args: argparse.Namespace, config: Config, store: Store, actor: st
             note = f"  {entry.last_error}" if entry.last_error else ""
             print(f"{entry.id}  {entry.status:<9} {entry.kind:<7} {entry.target:<12} "
                   f"{entry.item}  tries {entry.attempts}{note}")
-    return code
+    return EXIT_FAILED if refused else code
 
 
 def cmd_log(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:

@@ -61,17 +61,26 @@ def enqueue(store: Store, kind: str, item_id: str, target: str, payload: dict[st
     return entry
 
 
-def cancel(store: Store, entry_id: str, actor: str) -> bool:
-    """Cancel an entry that has not been attempted yet (the undo window). True if cancelled."""
+def cancel(store: Store, entry_id: str, actor: str, *, attempted: bool = False) -> bool:
+    """Cancel an entry not attempted yet (the undo window). True if cancelled.
+
+    ``attempted=True`` also stops one that has been tried and is still failing or waiting
+    to retry (a webhook URL that is wrong, a mail server that is down): without it such an
+    entry could only go on retrying, and would be sent hours late once the cause is fixed.
+    An earlier attempt may still have reached the far side; the event records how many
+    there were. Never an entry being sent right now (leased).
+    """
     with store.transaction() as tx:
         entry = store.get_outbox(entry_id)
-        if entry is None or entry.status != "pending" or entry.attempts > 0 or (
-            entry.lease_until > time.time()
-        ):
+        if entry is None or entry.lease_until > time.time():
+            return False
+        if not (entry.status == "pending" and entry.attempts == 0) and not (
+                attempted and entry.status in ("pending", "failed")):
             return False
         tx.patch("outbox", entry_id, {"status": "cancelled"})
-        tx.event(actor, "outbox_cancelled", entry.item, {"outbox": entry_id,
-                                                          "target": entry.target})
+        tx.event(actor, "outbox_cancelled", entry.item, {
+            "outbox": entry_id, "target": entry.target, "after_attempts": entry.attempts,
+            "last_error": entry.last_error})
     return True
 
 

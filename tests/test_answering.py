@@ -297,6 +297,32 @@ def test_cli_outbox_retry_makes_a_failed_entry_due_again(
     assert "outbox_retry" in out and "delivered" in out
 
 
+def test_cli_outbox_cancel_stops_an_entry_that_keeps_failing(
+        feed_server: FeedServer, make_config: Callable[..., Config],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by a newcomer: a failing escalation (wrong webhook URL) could only go on
+    retrying, and would have gone out hours late once the URL was fixed."""
+    hook = Webhook(feed_server, statuses=[500] * 3)
+    config, store, iid = setup(feed_server, make_config, hook=hook)
+    [entry, _mail] = escalate(store, config, iid, "pr", "why", "ann").outbox
+    deliver_due(store, config, now=far())  # tried once, failed, waiting to retry
+    store.refresh()
+    assert store.get_outbox(entry.id).attempts == 1  # type: ignore[union-attr]
+    code, out, err = run(config, capsys, "outbox", "--cancel", entry.id, "nope")
+    assert code == 1
+    assert f"{entry.id}: cancelled (tried 1x: pr may have received it once)" in out
+    assert "nope: not cancelled (no such entry)" in err
+    store.refresh()
+    assert store.get_outbox(entry.id).status == "cancelled"  # type: ignore[union-attr]
+    deliver_due(store, config, now=far() * 2)
+    assert len(hook.hits) == 1  # never retried
+    [event] = [e for e in store.events(item=iid) if e.action == "outbox_cancelled"]
+    assert event.data["after_attempts"] == 1 and "500" in event.data["last_error"]
+    # Undo keeps its stricter rule: an attempted action is never "undone".
+    with pytest.raises(ValueError, match="already attempted"):
+        undo_last(store, "ann")
+
+
 # --------------------------------------------------------------------------- undo
 
 

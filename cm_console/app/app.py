@@ -580,10 +580,16 @@ class CMConsoleApp(App[int]):
             self.deliver_outbox()
 
     def cancel_outbox(self, entry_id: str) -> None:
-        if delivery.cancel(self.store, entry_id, self.actor):
-            self.notify("Cancelled.", timeout=2)
+        entry = self.store.get_outbox(entry_id)
+        if delivery.cancel(self.store, entry_id, self.actor, attempted=True):
+            if entry is not None and entry.attempts:
+                self.notify(f"Stopped: no more retries. It was tried {entry.attempts}x, so "
+                            f"{entry.target} may have received it once.", timeout=6)
+            else:
+                self.notify("Cancelled.", timeout=2)
         else:
-            self.notify("Only entries not yet attempted can be cancelled.", severity="warning")
+            self.notify("Not cancelled: it is being sent right now, or already delivered.",
+                        severity="warning")
         if isinstance(self.screen, OutboxScreen):
             self.screen.fill(self.store.outbox(), self._received())
 
