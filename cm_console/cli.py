@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from . import __version__
-from .config import Config, ConfigError, find_config, load_config, load_local, resolve_user
+from .config import (
+    Config,
+    ConfigError,
+    find_config,
+    load_config,
+    load_local,
+    resolve_user,
+    unset_references,
+)
 from .models import STATES, Item
 from .sanitize import one_line, safe_text
 from .store import Store, StoreError
@@ -334,6 +342,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         errors = sum(1 for i in exc.issues if i.severity == "error")
         print(f"{path}: {errors} error(s)", file=sys.stderr)
         return EXIT_FAILED
+    config.warnings.extend(unset_references(path))
     for warning in config.warnings:
         print(warning, file=sys.stderr)
     targets = len(config.escalation_targets)

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .keymap import BINDING_IDS
+from .keymap import BINDING_IDS, key_problems
 from .language import LANGUAGES
 from .models import parse_duration, parse_size
 from .rules import PRIORITIES, Rule
@@ -601,6 +601,8 @@ def parse_config(text: str, file: str = CONFIG_NAME, base_dir: Path | None = Non
 
     keys_data = check.mapping(root.get("keys"), "keys", BINDING_IDS)
     keys = {k: str(v) for k, v in keys_data.items() if k in BINDING_IDS and v is not None}
+    for binding_id, message, _is_error in key_problems(keys):
+        check.error(f"keys.{binding_id}", message)
 
     undo_window = check.duration(root, "undo_window", "", 10.0)
     if not 0 <= undo_window <= 3600:
@@ -716,6 +718,31 @@ def _expand_env(text: str) -> str:
     return _ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), text)
 
 
+def unset_references(path: Path) -> list[ConfigIssue]:
+    """Warnings for ``${VAR}`` references in the file whose variable is not set here.
+
+    For ``check-config`` only: a variable may be set on purpose only where it is used (the
+    SMTP password on the machine that sends mail), so the other commands stay quiet. But a
+    check that says "ok" and then fails at the first escalation is no check at all.
+    """
+    issues = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    for number, line in enumerate(text.splitlines(), 1):
+        code = line.split(" #", 1)[0]
+        if code.lstrip().startswith("#"):
+            continue
+        for match in _ENV_REF.finditer(code):
+            if match.group(1) not in os.environ:
+                key = code.split(":", 1)[0].strip(" -") if ":" in code else ""
+                issues.append(ConfigIssue(str(path), number, key, f"${{{match.group(1)}}} is "
+                                          "not set in this environment: whatever uses it will "
+                                          "fail until it is", "warning"))
+    return issues
+
+
 def resolve_secret(value: str, what: str) -> str:
     """Resolve a ``${ENV_VAR}`` reference at the moment it is needed.
 
@@ -808,6 +835,9 @@ def load_local(path: Path | None = None) -> LocalSettings:
                              theme=check.string(root, "theme", ""))
     if settings.user and not _ID.match(settings.user):
         check.error("user", f'"{settings.user}" is not a valid id')
+    # Names only: whether a personal key clashes depends on the team's keys, read elsewhere.
+    for binding_id, message, _is_error in key_problems(settings.keys, clashes=False):
+        check.error(f"keys.{binding_id}", message)
     if any(i.severity == "error" for i in check.issues):
         raise ConfigError(check.issues)
     return settings

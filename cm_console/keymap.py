@@ -53,3 +53,68 @@ KEYS: tuple[KeySpec, ...] = (
 )
 
 BINDING_IDS: tuple[str, ...] = tuple(k.id for k in KEYS)
+
+# Key names a binding may use besides a single printable character, as Textual spells them.
+_NAMED_KEYS = frozenset(
+    "up down left right home end pageup pagedown enter escape tab space backspace delete "
+    "insert slash backslash question_mark exclamation_mark at number_sign dollar_sign "
+    "percent_sign circumflex_accent ampersand asterisk left_parenthesis right_parenthesis "
+    "minus plus equals_sign underscore left_square_bracket right_square_bracket "
+    "left_curly_bracket right_curly_bracket vertical_line semicolon colon apostrophe "
+    "quotation_mark comma full_stop less_than_sign greater_than_sign grave_accent tilde"
+    .split()) | frozenset(f"f{n}" for n in range(1, 25))
+_MODIFIERS = ("ctrl", "shift", "alt", "meta", "super", "hyper")
+
+
+# A punctuation character and the name Textual gives its key are the same key.
+_CHAR_NAMES = {"?": "question_mark", "/": "slash", "\\": "backslash", "!": "exclamation_mark",
+               "@": "at", "#": "number_sign", "$": "dollar_sign", "%": "percent_sign",
+               "^": "circumflex_accent", "&": "ampersand", "*": "asterisk", "-": "minus",
+               "+": "plus", "=": "equals_sign", "_": "underscore", ";": "semicolon",
+               ":": "colon", "'": "apostrophe", '"': "quotation_mark", ",": "comma",
+               ".": "full_stop", "<": "less_than_sign", ">": "greater_than_sign",
+               "`": "grave_accent", "~": "tilde", " ": "space"}
+
+
+def _same_key(key: str) -> str:
+    *mods, name = key.split("+") if key != "+" else ["+"]
+    return "+".join([*mods, _CHAR_NAMES.get(name, name)])
+
+
+def _key_name_ok(key: str) -> bool:
+    *mods, name = key.split("+") if key != "+" else ["+"]
+    if any(m not in _MODIFIERS for m in mods) or len(set(mods)) != len(mods):
+        return False
+    return (len(name) == 1 and name.isprintable() and not name.isspace()) or \
+        name in _NAMED_KEYS
+
+
+def key_problems(overrides: dict[str, str], base: dict[str, str] | None = None, *,
+                 clashes: bool = True) -> list[tuple[str, str, bool]]:
+    """What is wrong with ``keys:`` overrides, as (binding id, message, is_error).
+
+    A key name Textual would not know is an error (``ctrl+shift+banana`` showed up in the
+    footer and did nothing). A key that another binding also has is an error too: with
+    ``reply: j`` the j key opened the reply picker instead of moving down. ``base`` is what
+    the overrides apply on top of (the team's keys under a person's local.yaml);
+    ``clashes=False`` checks names only, for a file read without that base.
+    """
+    problems: list[tuple[str, str, bool]] = []
+    effective = {spec.id: spec.keys for spec in KEYS}
+    effective.update(base or {})
+    effective.update(overrides)
+    owners: dict[str, list[str]] = {}
+    for binding_id, keys in effective.items():
+        for key in (k.strip() for k in keys.split(",")):
+            owners.setdefault(_same_key(key), []).append(binding_id)
+    for binding_id, keys in overrides.items():
+        for key in (k.strip() for k in keys.split(",")):
+            if not key or not _key_name_ok(key):
+                problems.append((binding_id, f'"{key}" is not a key name (a character, or '
+                                 "a name like enter, escape, f5, ctrl+r)", True))
+                continue
+            others = [o for o in owners.get(_same_key(key), ()) if o != binding_id]
+            if clashes and others:
+                problems.append((binding_id, f'"{key}" is also the key of '
+                                 f"{', '.join(others)}; give one of them another key", True))
+    return problems

@@ -425,3 +425,17 @@ def test_a_zero_byte_store_without_backup_says_how_to_start_over(tmp_path: Path)
     done = cli("--config", str(config), "--recover", "items")
     assert done.returncode == 3
     assert "--recover has nothing to restore from" in done.stderr
+
+
+def test_check_config_warns_about_unset_variables_with_their_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [], extra=(
+        "escalation:\n  targets:\n    - id: pr\n      name: PR\n"
+        "      webhook: ${CM_TEST_UNSET_HOOK}\n"))
+    done = cli("--config", str(config), "check-config")
+    assert done.returncode == 0, done.stderr
+    assert "1 warning(s)" in done.stdout
+    assert (f"{config}:11: warning: webhook: ${{CM_TEST_UNSET_HOOK}} is not set in this "
+            "environment") in done.stderr
+    done = cli("--config", str(config), "check-config",
+               env={"CM_TEST_UNSET_HOOK": "https://hooks.example/x"})
+    assert "warning" not in done.stderr and "warning" not in done.stdout

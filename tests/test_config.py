@@ -346,16 +346,30 @@ def test_discovery_through_the_cli(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- check-config
 
 
-def run_check(path: Path) -> subprocess.CompletedProcess[str]:
+def run_check(path: Path, env: dict[str, str] | None = None
+              ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cm_console", "--config", str(path),
-                           "check-config"], capture_output=True, text=True, timeout=60)
+                           "check-config"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+
+
+EXAMPLE_SECRETS = ("FORUM_API_KEY", "MASTODON_TOKEN", "BLUESKY_APP_PASSWORD", "PR_WEBHOOK_URL",
+                   "SMTP_PASSWORD")
 
 
 def test_check_config_exits_0_on_a_good_file() -> None:
-    done = run_check(ROOT / "config.example.yaml")
+    done = run_check(ROOT / "config.example.yaml", {name: "x" for name in EXAMPLE_SECRETS})
     assert done.returncode == 0, done.stderr
     assert "config.example.yaml: ok (" in done.stdout
     assert done.stderr == ""
+    # Without its variables: still ok, with a warning naming each one and its line.
+    bare = {k: v for k, v in os.environ.items() if k not in EXAMPLE_SECRETS}
+    done = subprocess.run([sys.executable, "-m", "cm_console", "--config",
+                           str(ROOT / "config.example.yaml"), "check-config"],
+                          capture_output=True, text=True, timeout=60, env=bare)
+    assert done.returncode == 0
+    assert sorted(line.split("${")[1].split("}")[0] for line in done.stderr.splitlines()) \
+        == sorted(EXAMPLE_SECRETS)
 
 
 def test_check_config_exits_1_listing_every_error(tmp_path: Path) -> None:
@@ -425,3 +439,21 @@ def test_top_level_values_are_checked_too(tmp_path: Path) -> None:
                           "check-config"], capture_output=True, text=True)
     assert "undo_window: expected between 0s and 1h" in out.stderr
     assert '"not-an-address" is not an e-mail address' in out.stderr
+
+
+def test_keys_that_clash_or_are_not_key_names_are_errors_with_their_line() -> None:
+    """Found by a newcomer: `reply: j` passed check-config and j then opened the reply
+    picker instead of moving down; `ctrl+shift+banana` showed up in the footer."""
+    messages = errors_of("keys:\n"
+                         "  reply: j\n"
+                         "  escalate: ctrl+shift+banana\n"
+                         "  tag: '?'\n"
+                         "  quit: Q,ctrl+q\n")
+    assert messages == [
+        'cm-console.yaml:2: keys.reply: "j" is also the key of cursor.down; give one of them '
+        "another key",
+        'cm-console.yaml:3: keys.escalate: "ctrl+shift+banana" is not a key name (a '
+        "character, or a name like enter, escape, f5, ctrl+r)",
+        'cm-console.yaml:4: keys.tag: "?" is also the key of help; give one of them another '
+        "key",
+    ], messages
