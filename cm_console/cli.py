@@ -495,17 +495,22 @@ def cmd_show(args: argparse.Namespace, config: Config, store: Store, actor: str)
                     "events": [{"ts": e.ts, "actor": e.actor, "action": e.action,
                                 "data": e.data} for e in events]})
         return EXIT_OK
+    triage = [f"priority {item.priority}" if item.priority != "normal" else "",
+              f"assigned to {item.assignee}" if item.assignee else "",
+              f"tags {_plain(item.tags)}" if item.tags else ""]
     out = [
         one_line(item.title, 500),
         f"{item.source} · {one_line(item.author, 100) or 'unknown author'} · "
         f"{_when(item.published)} · {item.state}",
+        *([" · ".join(t for t in triage if t)] if any(triage) else []),
         item.url or "(no link)",
         "",
         safe_text(text, 20_000) or "(no text)",
         "",
         "History:" if events else "History: none",
     ]
-    out += [f"  {_when(e.ts)}  {e.actor}  {e.action}" for e in events]
+    out += [f"  {_when(e.ts)}  {e.actor}  {e.action}  {_event_detail(e)}".rstrip()
+            for e in events]
     print("\n".join(out))
     return EXIT_OK
 
@@ -720,15 +725,31 @@ def cmd_log(args: argparse.Namespace, config: Config, store: Store, actor: str) 
             _json_line({"id": event.id, "ts": event.ts, "actor": event.actor,
                         "action": event.action, "item": event.item, "data": event.data})
         else:
-            detail = {k: v for k, v in event.data.items() if k not in ("before", "after")}
-            extra = " ".join(f"{k}={one_line(v, 60)}" for k, v in detail.items() if v)
-            changed = event.data.get("after")
-            if isinstance(changed, dict) and changed:
-                extra = " ".join(f"{k}={one_line(v, 40)}" for k, v in changed.items()) + \
-                    (" " + extra if extra else "")
             print(f"{_when(event.ts)}  {event.actor:<12} {event.action:<16} {event.item}  "
-                  f"{extra}".rstrip())
+                  f"{_event_detail(event)}".rstrip())
     return EXIT_OK
+
+
+def _plain(value: Any, limit: int = 60) -> str:
+    """A value for people: lists as "a, b", not Python's ['a', 'b']."""
+    if isinstance(value, list | tuple):
+        return one_line(", ".join(str(v) for v in value), limit)
+    if isinstance(value, dict):
+        return one_line(", ".join(f"{k} {v}" for k, v in value.items()), limit)
+    return one_line(value, limit)
+
+
+def _event_detail(event: Any) -> str:
+    """What an event changed, then its other details: "state=done tags=billing, pr"."""
+    parts = []
+    changed = event.data.get("after")
+    if isinstance(changed, dict):
+        parts += [f"{k}={_plain(v, 40) or '-'}" for k, v in changed.items()]
+    if event.action == "rules" and event.data.get("rules"):
+        parts.append(f"by {_plain(event.data['rules'])}")
+    parts += [f"{k}={_plain(v)}" for k, v in event.data.items()
+              if k not in ("before", "after", "rules") and v not in ("", None, [], {})]
+    return " ".join(parts)
 
 
 def _date(text: str, what: str) -> float:

@@ -439,3 +439,21 @@ def test_check_config_warns_about_unset_variables_with_their_line(tmp_path: Path
     done = cli("--config", str(config), "check-config",
                env={"CM_TEST_UNSET_HOOK": "https://hooks.example/x"})
     assert "warning" not in done.stderr and "warning" not in done.stdout
+
+
+def test_show_and_log_say_what_a_rule_set_in_plain_words(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    """Found by a newcomer: show left out the tags, assignee and priority a rule had set,
+    its history said only "rules", and log printed Python lists (tags=['billing'])."""
+    config = write_config(tmp_path, [("blog", feed_server.add("/blog", BLOG))], extra=(
+        "team:\n  - {id: alice, name: Alice, role: agent}\n"
+        "rules:\n  - id: billing\n    match: {words: [refund]}\n"
+        "    set: {tags: [billing, money], priority: high, assign: alice}\n"))
+    assert cli("--config", str(config), "poll", "--once").returncode == 0
+    [line] = [ln for ln in cli("--config", str(config), "items").stdout.splitlines()
+              if "Refund please" in ln]
+    shown = cli("--config", str(config), "show", line.split("\t")[0]).stdout
+    assert "priority high · assigned to alice · tags billing, money" in shown
+    assert "rules  rules  priority=high assignee=alice tags=billing, money by billing" in shown
+    log = cli("--config", str(config), "log").stdout
+    assert "tags=billing, money" in log and "['billing'" not in log
