@@ -275,6 +275,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     store = open_store(config, recover=args.recover)
     local = load_local()
     actor = resolve_user(args.actor, local)
+    if config.team and config.member(actor) is None and args.command in (
+            "mark", "reply", "route-private", "escalate", "approvals"):  # (the TUI says it)
+        # Replies are signed and the audit log is written with this name: say so once.
+        known = ", ".join(m.id for m in config.team)
+        print(f'cm-console: you are "{actor}", who is not in the config\'s team ({known}); '
+              "pass --as ID or set CM_CONSOLE_USER", file=sys.stderr)
     if args.command is None:
         from .app import run_app
 

@@ -434,9 +434,11 @@ def run_demo(*, headless: bool = False, actor: str = "you") -> int:
             print(f"demo: polled {len(report.results)} sources, {len(report.new_ids)} items "
                   "(into a temporary store, removed on exit)\n")
             for item in env.store.items(env.store.item_ids()):
-                stamp = time.strftime("%H:%M", time.localtime(item.published))
+                fmt = "%H:%M" if time.time() - item.published < 20 * 3600 else "%m-%d"
+                stamp = time.strftime(fmt, time.localtime(item.published))
                 print(f"{stamp}  {item.source:<9} {item.author[:22]:<22}  {item.title[:80]}")
             return 0
         from .app import run_app
 
-        return run_app(env.config, env.store, actor=actor, demo=env)
+        # The demo team's one member is you, under the id the config could hold.
+        return run_app(env.config, env.store, actor=env.config.team[0].id, demo=env)

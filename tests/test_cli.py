@@ -457,3 +457,15 @@ def test_show_and_log_say_what_a_rule_set_in_plain_words(
     assert "rules  rules  priority=high assignee=alice tags=billing, money by billing" in shown
     log = cli("--config", str(config), "log").stdout
     assert "tags=billing, money" in log and "['billing'" not in log
+
+
+def test_acting_as_someone_outside_the_team_is_pointed_out(polled: Path) -> None:
+    team = "team:\n  - {id: ann, name: Ann, role: agent}\n"
+    polled.write_text(polled.read_text() + team)
+    item_id = cli("--config", str(polled), "items").stdout.split("\t")[0]
+    done = cli("--config", str(polled), "--as", "zed", "mark", item_id, "done")
+    assert done.returncode == 0
+    assert 'you are "zed", who is not in the config\'s team (ann)' in done.stderr
+    done = cli("--config", str(polled), "--as", "ann", "mark", item_id, "open")
+    assert done.returncode == 0 and done.stderr == ""
+    assert cli("--config", str(polled), "--as", "zed", "items").stderr == ""  # reading: quiet

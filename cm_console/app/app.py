@@ -509,6 +509,11 @@ class CMConsoleApp(App[int]):
             self.set_keymap(self.config.keys)
         self.push_screen(InboxScreen())
         self.update_status()
+        if self.config.team and self.config.member(self.actor) is None:
+            # Replies are signed, and the audit log written, with this name.
+            self.notify(f'You are "{self.actor}", who is not in the config\'s team: replies '
+                        "are signed with that name. Start with --as ID.",
+                        severity="warning", timeout=10)
         self.set_interval(REFRESH_EVERY, self._tick)
         if self.poll_on_start:
             self.poll_sources(only_due=False)
