@@ -338,7 +338,8 @@ def route_private(store: Store, config: Config, item_id: str, actor: str, *,
     case = case_number(item_id)
     mail = {
         "to": [config.support_email],
-        "subject": f"[{case}] Hand-off: {one_line(item.author, 80)} on {item.source}",
+        "subject": f"[{case}] Hand-off: {one_line(item.author, 80) or 'no author'} on "
+                   f"{item.source}",
         "body": (f"{private_text}\n\n---\nCase {case}, handed off by {actor}\n"
                  f"Post: {item.url or '(no link)'}\nAuthor: {one_line(item.author, 200)}\n"
                  f"Source: {item.source}\n\n{safe_text(body, 2000)}\n"),

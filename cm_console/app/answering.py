@@ -72,7 +72,7 @@ class AnsweringMixin:
         limit = templates.length_limit(template, config.source(item.source),
                                        item.source_type, item) if visibility == "public" else None
         edited = await self.app.push_screen_wait(ComposeScreen(
-            f"{title} — {one_line(item.author, 40)} on {item.source}", text, limit,
+            f"{title} — {one_line(item.author, 40) or 'no author'} on {item.source}", text, limit,
             lambda t: templates.length(t, item.source_type)))
         return None if edited is None else (template, edited)
 
@@ -119,7 +119,7 @@ class AnsweringMixin:
             template, text = written
             on_platform = actions.platform_can(self.cm.config, item, "reply")
             summary = self._warnings(item, opened)
-            summary.append(f"Reply to {one_line(item.author, 60)} on {item.source}\n",
+            summary.append(f"Reply to {one_line(item.author, 60) or 'a post'} on {item.source}\n",
                            style="bold")
             summary.append(f"{one_line(item.url, 200)}\n\n", style="dim")
             summary.append(actions.outgoing_text(item, "reply", text) + "\n\n")
