@@ -354,20 +354,24 @@ class InboxScreen(AnsweringMixin, Screen[None]):
         if item is None:
             return
 
+        hint = "30m · 2h · 1d · tomorrow · 17:30"
+
         def chosen(value: str | None) -> None:
             if not value:
                 return
             try:
                 seconds = actions.parse_when(value)
             except ValueError as exc:
-                self.notify(str(exc), severity="error")
+                # Ask again with what was typed and why it did not work, rather than closing
+                # the dialog and making the agent start over.
+                self.app.push_screen(PromptScreen("Snooze until", f"{exc} · {hint}", value),
+                                     chosen)
                 return
             if self.cm.perform(actions.snooze, item.id, seconds) is not None:
                 until = time.strftime("%a %H:%M", time.localtime(time.time() + seconds))
                 self.notify(f"Snoozed until {until}", timeout=3)
 
-        self.app.push_screen(PromptScreen("Snooze until", "30m · 2h · 1d · tomorrow · 17:30",
-                                          "2h"), chosen)
+        self.app.push_screen(PromptScreen("Snooze until", hint, "2h"), chosen)
 
     def action_tag(self) -> None:
         item = self.current()
