@@ -377,7 +377,8 @@ def cmd_poll(args: argparse.Namespace, config: Config, store: Store, actor: str)
             return f"{result.source}: {result.status}: {result.error}"
         if result.status in ("304", "unchanged"):
             return f"{result.source}: not modified"
-        return f"{result.source}: {result.new} new ({result.entries} in feed)"
+        note = f"; {result.error}" if result.error else ""
+        return f"{result.source}: {result.new} new ({result.entries} in feed{note})"
 
     def emit(report: CycleReport) -> None:
         for result in sorted(report.results, key=lambda r: r.source):

@@ -26,6 +26,7 @@ from .models import Event, Item, SourceState
 from .rules import apply_rules, match_text
 from .sanitize import one_line
 from .sources import API_TYPES, POLLABLE, FeedError, feed_url
+from .sources.rss import MAX_ENTRIES
 from .store import PENDING_LIMIT, NewItem, Store
 
 __all__ = ["CycleReport", "Poller", "SourceResult"]
@@ -297,6 +298,8 @@ class Poller:
                 else:
                     rows, result.parser = await self._parse(src, fetched.body, fetched.url, now)
                     result.entries = len(rows)
+                    if len(rows) >= MAX_ENTRIES:
+                        result.error = f"only the first {MAX_ENTRIES} entries are read"
                     items = self._new_items(rows)
                     result.new = len(items)
                     state.content_hash = digest

@@ -69,3 +69,20 @@ def test_a_poll_that_adds_many_items_leaves_them_in_the_snapshot(
     reopened = Store(config.store)
     assert reopened.item_count() == 1200
     assert reopened.source_state("busy2").last_status == "ok"
+
+
+def test_a_feed_longer_than_the_cap_says_it_was_cut(feed_server: FeedServer,
+                                                    make_config) -> None:
+    """Found by a newcomer: 5,000 entries came out as "2000 new (2000 in feed)"."""
+    from cm_console.sources.rss import MAX_ENTRIES
+
+    now = time.time()
+    url = feed_server.add("/huge.xml", rss([{"guid": f"h{i}", "title": f"Post {i}",
+                                             "date": now - i} for i in range(MAX_ENTRIES + 5)]))
+    config = make_config([{"id": "huge", "type": "rss", "url": url}])
+    store = Store(config.store)
+    with Poller(config, store) as poller:
+        [result] = asyncio.run(poller.poll()).results
+    assert (result.status, result.new, result.entries) == ("ok", MAX_ENTRIES, MAX_ENTRIES)
+    assert result.error == f"only the first {MAX_ENTRIES} entries are read"
+    assert store.source_state("huge").last_error == ""  # a note, not a failure
