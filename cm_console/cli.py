@@ -600,7 +600,9 @@ def _render(config: Config, template: Any, item: Item, actor: str) -> str:
 
 
 def _delivery_line(entry: Any, ok: bool, error: str) -> str:
-    what = f"{entry.kind} to {entry.target} for {entry.item}"
+    from .delivery import describe
+
+    what = f"{describe(entry)} for {entry.item}"
     return f"delivered {what}" if ok else f"not delivered yet: {what}: {error}"
 
 

@@ -105,6 +105,15 @@ def retry(store: Store, entry_ids: list[str] | None, actor: str) -> list[str]:
     return changed
 
 
+def describe(entry: OutboxEntry) -> str:
+    """An entry in words: "reply on mastodon", "private message on forum", "email to pr"."""
+    if entry.kind == "platform":
+        op = entry.payload.get("op", "") if isinstance(entry.payload, dict) else ""
+        what = {"reply": "reply", "private": "private message"}.get(op, "post")
+        return f"{what} on {entry.target}"
+    return f"{entry.kind} to {entry.target}"
+
+
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 

@@ -562,7 +562,7 @@ class CMConsoleApp(App[int]):
 
     def _delivered(self, results: list[delivery.DeliveryResult]) -> None:
         for result in results:
-            what = f"{result.entry.kind} to {result.entry.target}"
+            what = delivery.describe(result.entry)
             if result.ok:
                 self.notify(f"Delivered {what}.", timeout=3)
             else:
