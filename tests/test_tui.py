@@ -1437,3 +1437,37 @@ async def test_edit_on_the_escalation_review_changes_the_reason(
         await pilot.press("y")
         await wait_until(pilot, lambda: len(env.store.outbox()) == 1, "a queued escalation")
     assert "refund storm on Twitter" in str(env.store.outbox()[0].payload)
+
+
+async def test_esc_over_edited_text_asks_once_before_discarding(
+        make_env: Callable[..., Env]) -> None:
+    """Found by a newcomer: esc in the reply editor threw the typed text away at once."""
+    from textual.widgets import TextArea
+
+    from cm_console.app.compose import ComposeScreen, TemplatePickerScreen
+
+    env = make_env(templates=ANSWER_TEMPLATES)
+    app = env.app()
+    notes = Messages()
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await started(app, pilot)
+        await pilot.press("r")
+        await on_screen(app, pilot, TemplatePickerScreen)
+        await pilot.press("enter")
+        screen = await on_screen(app, pilot, ComposeScreen)
+        await pilot.press("escape")  # nothing typed yet: leaves at once
+        await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen), "the inbox")
+        await pilot.press("r")
+        await on_screen(app, pilot, TemplatePickerScreen)
+        await pilot.press("enter")
+        screen = await on_screen(app, pilot, ComposeScreen)
+        area = screen.query_one(TextArea)
+        area.move_cursor(area.document.end)
+        area.insert(" Which order?")
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen and area.text.endswith("Which order?")
+        assert any("esc again discards" in n for n in notes.notes())
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen), "the inbox")
+    assert env.store.outbox() == []

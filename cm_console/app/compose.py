@@ -22,6 +22,8 @@ from ..config import Template
 from ..models import OutboxEntry
 from ..sanitize import one_line, safe_text
 
+CONFIRM_WITHIN = 4.0  # seconds in which a second esc discards edited text
+
 
 class TemplatePickerScreen(ModalScreen[Template | None]):
     """Type to filter templates by id or title; the preview shows this item's rendering."""
@@ -123,6 +125,7 @@ class ComposeScreen(ModalScreen[str | None]):
         self.text = text
         self.limit = limit
         self.count = count
+        self._cancel_asked = 0.0  # when esc last asked to confirm
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide-dialog"):
@@ -180,6 +183,14 @@ class ComposeScreen(ModalScreen[str | None]):
             os.unlink(path)
 
     def action_cancel(self) -> None:
+        """Leave; typed changes need a second esc, so one stray key never loses them."""
+        changed = self.query_one(TextArea).text != self.text
+        now = time.monotonic()
+        if changed and now - self._cancel_asked > CONFIRM_WITHIN:
+            self._cancel_asked = now
+            self.notify("Your changes are not saved: esc again discards them, ctrl+s reviews.",
+                        severity="warning", timeout=CONFIRM_WITHIN)
+            return
         self.dismiss(None)
 
 
