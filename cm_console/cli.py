@@ -275,8 +275,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     store = open_store(config, recover=args.recover)
     local = load_local()
     actor = resolve_user(args.actor, local)
-    if config.team and config.member(actor) is None and args.command in (
-            "mark", "reply", "route-private", "escalate", "approvals"):  # (the TUI says it)
+    acting = args.command in ("mark", "reply", "route-private", "escalate") or (
+        args.command == "approvals" and (getattr(args, "approve", None)
+                                         or getattr(args, "reject", None)))
+    if config.team and config.member(actor) is None and acting:  # (the TUI says it)
         # Replies are signed and the audit log is written with this name: say so once.
         known = ", ".join(m.id for m in config.team)
         print(f'cm-console: you are "{actor}", who is not in the config\'s team ({known}); '

@@ -723,23 +723,32 @@ def unset_references(path: Path) -> list[ConfigIssue]:
 
     For ``check-config`` only: a variable may be set on purpose only where it is used (the
     SMTP password on the machine that sends mail), so the other commands stay quiet. But a
-    check that says "ok" and then fails at the first escalation is no check at all.
+    check that says "ok" and then fails at the first escalation is no check at all. The
+    YAML scanner finds the values, so comments and quoted '#' are read as YAML reads them.
     """
-    issues = []
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return []
-    for number, line in enumerate(text.splitlines(), 1):
-        code = line.split(" #", 1)[0]
-        if code.lstrip().startswith("#"):
+        tokens = list(yaml.scan(text, Loader=yaml.SafeLoader))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []  # load_config reports these
+    issues = []
+    key, after_key = "", False
+    for token in tokens:
+        if isinstance(token, yaml.KeyToken):
+            after_key = True
             continue
-        for match in _ENV_REF.finditer(code):
+        if not isinstance(token, yaml.ScalarToken):
+            after_key = False
+            continue
+        if after_key:
+            key, after_key = token.value, False
+            continue
+        for match in _ENV_REF.finditer(token.value):
             if match.group(1) not in os.environ:
-                key = code.split(":", 1)[0].strip(" -") if ":" in code else ""
-                issues.append(ConfigIssue(str(path), number, key, f"${{{match.group(1)}}} is "
-                                          "not set in this environment: whatever uses it will "
-                                          "fail until it is", "warning"))
+                issues.append(ConfigIssue(str(path), token.start_mark.line + 1, key,
+                                          f"${{{match.group(1)}}} is not set in this "
+                                          "environment: whatever uses it will fail until it is",
+                                          "warning"))
     return issues
 
 

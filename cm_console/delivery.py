@@ -180,8 +180,13 @@ def _finish(store: Store, results: list[DeliveryResult], owner: str) -> None:
                 continue
             failed = attempts >= MAX_ATTEMPTS
             delay = min(30.0 * 2 ** (attempts - 1), 3600.0) * random.uniform(0.8, 1.2)
+            # Cancelled while this attempt was in flight (its lease ran out first): record the
+            # attempt, never bring it back to pending. (A success is recorded as delivered
+            # above: it did go out.)
+            status = "cancelled" if entry.status == "cancelled" else (
+                "failed" if failed else "pending")
             tx.patch("outbox", entry.id, {
-                "status": "failed" if failed else "pending", "attempts": attempts,
+                "status": status, "attempts": attempts,
                 "next_attempt": now + delay, "lease_until": 0.0,
                 "last_error": one_line(result.error, 300),
             })

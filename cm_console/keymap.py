@@ -7,6 +7,7 @@ table and applies overrides with ``App.set_keymap``.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import NamedTuple
 
 
@@ -81,12 +82,26 @@ def _same_key(key: str) -> str:
     return "+".join([*mods, _CHAR_NAMES.get(name, name)])
 
 
+# Keys Textual itself takes, whatever the bindings say: a binding on one never fires.
+RESERVED = {"ctrl+q": "quitting the app", "ctrl+c": "copying / quitting",
+            "ctrl+p": "the command palette", "shift+tab": "moving focus back"}
+
+
+def _unicode_name(name: str) -> bool:
+    """Textual names other keys after their character: pound_sign is "£"."""
+    try:
+        unicodedata.lookup(name.replace("_", " "))
+    except KeyError:
+        return False
+    return True
+
+
 def _key_name_ok(key: str) -> bool:
     *mods, name = key.split("+") if key != "+" else ["+"]
     if any(m not in _MODIFIERS for m in mods) or len(set(mods)) != len(mods):
         return False
     return (len(name) == 1 and name.isprintable() and not name.isspace()) or \
-        name in _NAMED_KEYS
+        name in _NAMED_KEYS or _unicode_name(name)
 
 
 def key_problems(overrides: dict[str, str], base: dict[str, str] | None = None, *,
@@ -112,6 +127,11 @@ def key_problems(overrides: dict[str, str], base: dict[str, str] | None = None, 
             if not key or not _key_name_ok(key):
                 problems.append((binding_id, f'"{key}" is not a key name (a character, or '
                                  "a name like enter, escape, f5, ctrl+r)", True))
+                continue
+            if _same_key(key) in RESERVED and not (
+                    binding_id == "quit" and _same_key(key) in ("ctrl+q", "ctrl+c")):
+                problems.append((binding_id, f'"{key}" is Textual\'s key for '
+                                 f"{RESERVED[_same_key(key)]}; choose another", True))
                 continue
             others = [o for o in owners.get(_same_key(key), ()) if o != binding_id]
             if clashes and others:

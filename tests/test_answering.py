@@ -12,7 +12,7 @@ import pytest
 from cm_console import cli
 from cm_console.actions import escalate, reply, route_private, set_state, undo_last
 from cm_console.config import Config
-from cm_console.delivery import MAX_ATTEMPTS, deliver_due
+from cm_console.delivery import MAX_ATTEMPTS, cancel, deliver_due
 from cm_console.feedserver import FeedServer
 from cm_console.poller import Poller
 from cm_console.store import Store
@@ -398,3 +398,29 @@ def test_undo_of_an_attempted_escalation_is_refused(
     with pytest.raises(ValueError, match=r"already attempted"):
         undo_last(store, "ann")  # not "undone" while `outbox --retry` could still send it
     assert store.get_item(iid).state == "escalated"  # type: ignore[union-attr]
+
+
+def test_an_entry_cancelled_during_a_late_attempt_stays_cancelled(
+        feed_server: FeedServer, make_config: Callable[..., Config],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: cancelled while an attempt outlived its lease, a failing entry came
+    back to pending when that attempt ended, and would have been retried."""
+    import threading
+
+    import cm_console.delivery as delivery_module
+
+    hook = Webhook(feed_server, statuses=[500] * 3, hold=True)  # answers when released
+    config, store, iid = setup(feed_server, make_config, hook=hook, undo_window="0s")
+    [entry, _mail] = escalate(store, config, iid, "pr", "why", "ann").outbox
+    monkeypatch.setattr(delivery_module, "LEASE_SECONDS", 0.2)
+    worker = threading.Thread(target=deliver_due, args=(store, config))
+    worker.start()
+    other = Store(config.store)
+    assert hook.arrived.wait(5)
+    time.sleep(0.3)  # the lease has run out while the attempt is still in flight
+    assert cancel(other, entry.id, "bo", attempted=True)
+    hook.release()
+    worker.join(10)
+    other.refresh()
+    after = other.get_outbox(entry.id)
+    assert after is not None and after.status == "cancelled" and after.attempts == 1

@@ -446,14 +446,44 @@ def test_keys_that_clash_or_are_not_key_names_are_errors_with_their_line() -> No
     picker instead of moving down; `ctrl+shift+banana` showed up in the footer."""
     messages = errors_of("keys:\n"
                          "  reply: j\n"
-                         "  escalate: ctrl+shift+banana\n"
+                         "  escalate: ctrl+shift+bananas\n"
                          "  tag: '?'\n"
                          "  quit: Q,ctrl+q\n")
     assert messages == [
         'cm-console.yaml:2: keys.reply: "j" is also the key of cursor.down; give one of them '
         "another key",
-        'cm-console.yaml:3: keys.escalate: "ctrl+shift+banana" is not a key name (a '
+        'cm-console.yaml:3: keys.escalate: "ctrl+shift+bananas" is not a key name (a '
         "character, or a name like enter, escape, f5, ctrl+r)",
         'cm-console.yaml:4: keys.tag: "?" is also the key of help; give one of them another '
         "key",
     ], messages
+
+
+def test_keys_textual_keeps_for_itself_are_refused_and_its_names_accepted() -> None:
+    """Found in review: ctrl+p (the palette) and ctrl+q (quit) passed, and never fired;
+    Textual's own names for keys such as £ (pound_sign) were refused."""
+    messages = errors_of("keys:\n  private: ctrl+p\n  reply: ctrl+q\n  note: pound_sign\n"
+                         "  tag: ctrl+shift+x\n  assign: f13\n")
+    assert messages == [
+        'cm-console.yaml:2: keys.private: "ctrl+p" is Textual\'s key for the command '
+        "palette; choose another",
+        'cm-console.yaml:3: keys.reply: "ctrl+q" is Textual\'s key for quitting the app; '
+        "choose another",
+    ], messages
+
+
+def test_unset_references_read_yaml_as_yaml(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: a quoted '#' hid a reference, and a commented one was reported."""
+    from cm_console.config import unset_references
+
+    for name in ("CM_T_HOOK", "CM_T_PASS", "CM_T_OLD", "CM_T_NOTE"):
+        monkeypatch.delenv(name, raising=False)
+    path = write(tmp_path / "c.yaml", (
+        "escalation:\n"
+        "  targets:\n"
+        '    - {id: pr, name: "PR desk #1", webhook: "${CM_T_HOOK}"}\n'
+        'smtp: {host: h, password: "${CM_T_PASS}"}  # was ${CM_T_OLD}\n'
+        "# webhook: ${CM_T_NOTE}\n"))
+    assert [(i.line, i.path, i.message.split()[0]) for i in unset_references(path)] == [
+        (3, "webhook", "${CM_T_HOOK}"), (4, "password", "${CM_T_PASS}")]

@@ -24,9 +24,15 @@ def run_app(config: Config, store: Store, *, actor: str, demo: Any = None) -> in
     of the team's and picks their theme.
     """
     from ..config import load_local
+    from ..keymap import key_problems
 
     local = load_local()
-    config.keys = {**config.keys, **local.keys}
+    personal = dict(local.keys)
+    for binding_id, message, _is_error in key_problems(personal, base=config.keys):
+        # A personal key on top of the team's: the clash only shows now. Keep the team's.
+        print(f"cm-console: {local.path}: keys.{binding_id}: {message} (ignored)")
+        personal.pop(binding_id, None)
+    config.keys = {**config.keys, **personal}
     app = make_app(config, store, actor, demo=demo)
     theme = local.theme
     if theme:
