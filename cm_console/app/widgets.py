@@ -164,7 +164,7 @@ class ItemList(ScrollView, can_focus=True):
         return strip.adjust_cell_length(width, self.rich_style)
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        width = self.scrollable_content_region.width  # not under the scrollbar
         index = y + self.scroll_offset.y
         if not self.ids:
             if y == 0:
