@@ -1471,3 +1471,33 @@ async def test_esc_over_edited_text_asks_once_before_discarding(
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen), "the inbox")
     assert env.store.outbox() == []
+
+
+async def test_esc_on_the_review_goes_back_to_the_text_and_n_aborts(
+        make_env: Callable[..., Env]) -> None:
+    """A stray esc on the review used to throw the whole answer away."""
+    from textual.widgets import TextArea
+
+    from cm_console.app.compose import ComposeScreen, ReviewScreen, TemplatePickerScreen
+
+    env = make_env(templates=ANSWER_TEMPLATES)
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("r")
+        await on_screen(app, pilot, TemplatePickerScreen)
+        await pilot.press("enter")
+        await save_text(app, pilot, " Which order?")
+        await on_screen(app, pilot, ReviewScreen)
+        await pilot.press("escape")
+        editor = await on_screen(app, pilot, ComposeScreen)
+        assert editor.query_one(TextArea).text.endswith("Which order?")
+        await pilot.press("ctrl+s")
+        await on_screen(app, pilot, ReviewScreen)
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, InboxScreen), "the inbox")
+    assert env.store.outbox() == [] and current_state(env) == "new"
+
+
+def current_state(env: Env) -> str:
+    return env.store.get_item(env.item_id(ORDER[0])).state  # type: ignore[union-attr]

@@ -195,12 +195,15 @@ class ComposeScreen(ModalScreen[str | None]):
 
 
 class ReviewScreen(ModalScreen[str]):
-    """Last look before anything leaves: y send, e edit, n abort."""
+    """Last look before anything leaves: y send, e (or esc) back to the text, n abort.
+
+    esc goes back rather than aborting: everywhere else esc means "back", and one stray esc
+    here used to throw the whole answer away."""
 
     BINDINGS = [
         Binding("y", "choose('send')", "Send", id="review.send"),
-        Binding("e", "choose('edit')", "Edit", id="review.edit"),
-        Binding("n,escape", "choose('abort')", "Abort", id="review.abort"),
+        Binding("e,escape", "choose('edit')", "Edit", id="review.edit"),
+        Binding("n", "choose('abort')", "Abort", id="review.abort"),
     ]
 
     def __init__(self, summary: Text):
@@ -212,7 +215,7 @@ class ReviewScreen(ModalScreen[str]):
             yield Label(Text("Review", style="bold"))
             with VerticalScroll(id="review-body"):
                 yield Static(self.summary)
-            yield Label(Text("y send · e edit · n abort", style="bold"))
+            yield Label(Text("y send · e or esc: edit · n abort", style="bold"))
         yield Footer()
 
     def action_choose(self, choice: str) -> None:
