@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 import threading
 import time
 import zlib
@@ -126,6 +127,7 @@ def _decode_line(line: bytes) -> Any:
         return None
 
 
+_SEARCH_TERM = re.compile(r'"([^"]+)"|(\S+)')  # a quoted phrase, or one word
 LAZY_TABLES = ("events", "items")  # written last, parsed on first use
 # Journal ops that may wait for their unparsed table. Past this many the table is parsed
 # instead: a journal full of new items would otherwise be held twice over (the waiting docs
@@ -752,8 +754,9 @@ class Store:
                   due_before: tuple[dict[str, float], float] | None = None) -> list[str]:
         items = self._data["items"]
         wanted = frozenset(states) if states is not None else None
-        # Every word must appear (in any order): "refund crash" finds "crash after refund".
-        needles = text.casefold().split() if text else []
+        # Every word must appear (in any order): "refund crash" finds "crash after refund";
+        # a "quoted phrase" must appear as written.
+        needles = [a or b for a, b in _SEARCH_TERM.findall(text.casefold())] if text else []
         out = []
         for key in self.ordered_ids():
             doc = items[key]

@@ -588,6 +588,9 @@ def test_text_search_wants_every_word_in_any_order(tmp_path: Path) -> None:
     assert titles("  Refund  ") == ["Crash after REFUND", "Refund processed"]
     assert titles("crash someone") == ["Crash after REFUND", "Login crash"]  # author too
     assert titles("refund login") == []
+    assert titles('"after refund"') == ["Crash after REFUND"]  # a quoted phrase, as written
+    assert titles('"refund crash"') == []
+    assert titles('"login crash" someone') == ["Login crash"]
 
 
 @pytest.mark.parametrize(("old", "new"), [(b'"gen":1', b'"gen":3'),
