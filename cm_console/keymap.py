@@ -138,3 +138,16 @@ def key_problems(overrides: dict[str, str], base: dict[str, str] | None = None, 
                 problems.append((binding_id, f'"{key}" is also the key of '
                                  f"{', '.join(others)}; give one of them another key", True))
     return problems
+
+
+def merge_personal_keys(team: dict[str, str], personal: dict[str, str],
+                        where: str) -> tuple[dict[str, str], list[str]]:
+    """The team's key overrides with a person's on top, minus the personal keys that clash
+    with them (the team's win, so the team's help and habits stay true), and a notice for
+    each one dropped, for the TUI to show."""
+    kept = dict(personal)
+    notices = []
+    for binding_id, message, _is_error in key_problems(personal, base=team):
+        kept.pop(binding_id, None)
+        notices.append(f"{where}: keys.{binding_id}: {message}. Ignored.")
+    return {**team, **kept}, notices

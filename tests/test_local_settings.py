@@ -41,3 +41,14 @@ def test_mistakes_name_the_file_line_and_key(tmp_path: Path) -> None:
         load_local(path)
     assert f"{path}:3: keys.dnoe: unknown key" in str(err.value)
     assert "did you mean" in str(err.value)
+
+
+def test_a_personal_key_that_clashes_with_the_teams_is_dropped_with_a_notice() -> None:
+    """Found in review: local.yaml clashes were never checked (`reply: j` broke j)."""
+    from cm_console.keymap import merge_personal_keys
+
+    keys, notices = merge_personal_keys({"reply": "ctrl+r"}, {"tag": "r", "note": "j"},
+                                        "local.yaml")
+    assert keys == {"reply": "ctrl+r", "tag": "r"}  # r is free once the team moved reply
+    assert notices == ['local.yaml: keys.note: "j" is also the key of cursor.down; give one '
+                       "of them another key. Ignored."]

@@ -1501,3 +1501,11 @@ async def test_esc_on_the_review_goes_back_to_the_text_and_n_aborts(
 
 def current_state(env: Env) -> str:
     return env.store.get_item(env.item_id(ORDER[0])).state  # type: ignore[union-attr]
+
+
+async def test_start_up_notices_are_shown(env: Env) -> None:
+    app = env.app(notices=['local.yaml: keys.note: "j" is also the key of cursor.down'])
+    notes = Messages()
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await started(app, pilot)
+        assert any("keys.note" in n for n in notes.notes())

@@ -24,16 +24,11 @@ def run_app(config: Config, store: Store, *, actor: str, demo: Any = None) -> in
     of the team's and picks their theme.
     """
     from ..config import load_local
-    from ..keymap import key_problems
+    from ..keymap import merge_personal_keys
 
     local = load_local()
-    personal = dict(local.keys)
-    for binding_id, message, _is_error in key_problems(personal, base=config.keys):
-        # A personal key on top of the team's: the clash only shows now. Keep the team's.
-        print(f"cm-console: {local.path}: keys.{binding_id}: {message} (ignored)")
-        personal.pop(binding_id, None)
-    config.keys = {**config.keys, **personal}
-    app = make_app(config, store, actor, demo=demo)
+    config.keys, notices = merge_personal_keys(config.keys, local.keys, str(local.path))
+    app = make_app(config, store, actor, demo=demo, notices=notices)
     theme = local.theme
     if theme:
         if theme in app.available_themes:

@@ -481,8 +481,9 @@ class CMConsoleApp(App[int]):
     ]
 
     def __init__(self, config: Config, store: Store, actor: str, *, demo: Any = None,
-                 poll_on_start: bool = True):
+                 poll_on_start: bool = True, notices: list[str] | None = None):
         super().__init__()
+        self.notices = list(notices or ())  # shown as warnings once the inbox is up
         self.config = config
         self.store = store
         self.actor = actor
@@ -513,6 +514,8 @@ class CMConsoleApp(App[int]):
             self.set_keymap(self.config.keys)
         self.push_screen(InboxScreen())
         self.update_status()
+        for notice in self.notices:
+            self.notify(notice, severity="warning", timeout=10)
         if self.config.team and self.config.member(self.actor) is None:
             # Replies are signed, and the audit log written, with this name.
             self.notify(f'You are "{self.actor}", who is not in the config\'s team: replies '
@@ -818,6 +821,7 @@ class CMConsoleApp(App[int]):
 
 
 def make_app(config: Config, store: Store, actor: str, *, demo: Any = None,
-             poll_on_start: bool = True) -> CMConsoleApp:
+             poll_on_start: bool = True, notices: list[str] | None = None) -> CMConsoleApp:
     """The one factory: the CLI, the demo and the tests build the app the same way."""
-    return CMConsoleApp(config, store, actor, demo=demo, poll_on_start=poll_on_start)
+    return CMConsoleApp(config, store, actor, demo=demo, poll_on_start=poll_on_start,
+                        notices=notices)
