@@ -1509,3 +1509,19 @@ async def test_start_up_notices_are_shown(env: Env) -> None:
     async with app.run_test(size=SIZE, message_hook=notes) as pilot:
         await started(app, pilot)
         assert any("keys.note" in n for n in notes.notes())
+
+
+async def test_the_dashboard_fits_80_columns_without_breaking_a_figure(env: Env) -> None:
+    """Found by a newcomer: at 80 columns the dashboard wrapped inside its lines
+    ("mastodon 6m (1 / answered)") and inside its figures ("0 SLA / breaches")."""
+    app = env.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(app, pilot)
+        await pilot.press("D")
+        await wait_until(pilot, lambda: "Dashboard" in type(app.screen).__name__,
+                         "the dashboard")
+        await app.workers.wait_for_complete()
+        text = (await screen_text(pilot)).replace("\u00a0", " ")
+        assert "6 items" in text
+        assert any("SLA breaches" in line for line in text.splitlines())
+        assert "First response (median, ×answered)" in text

@@ -22,7 +22,7 @@ PERIODS = {"1": ("last 24 hours", 86400.0), "7": ("last 7 days", 7 * 86400.0),
 
 def bars(values: dict[str, int], width: int = 18, limit: int = 8) -> Text:
     """Horizontal bars in text: label, bar, count."""
-    text = Text()
+    text = Text(no_wrap=True, overflow="ellipsis")
     if not values:
         text.append("nothing in this period\n", style="dim")
         return text
@@ -66,7 +66,7 @@ class DashboardScreen(Screen[None]):
                     yield Static(id="by-sentiment")
             with Horizontal(classes="dash-row"):
                 with Vertical(classes="dash-cell"):
-                    yield Label("First response by source (median)", classes="dash-head")
+                    yield Label("First response (median, ×answered)", classes="dash-head")
                     yield Static(id="response")
                 with Vertical(classes="dash-cell"):
                     yield Label("Escalations by target", classes="dash-head")
@@ -102,8 +102,9 @@ class DashboardScreen(Screen[None]):
                             (str(d["sla"]["breaches"]), "SLA breaches"),
                             (str(d["escalations"]["total"]), "escalations"),
                             (str(d["routed_private"]), "routed private")):
+            # No-break spaces inside a figure: a line may wrap between figures, never in one.
             kpis.append(f"{value}", style="bold")
-            kpis.append(f" {name}   ")
+            kpis.append(f"\u00a0{name.replace(' ', chr(0xA0))}   ")
         self.query_one("#kpis", Static).update(kpis)
         days = d["volume"]["by_day"]
         spark = self.query_one("#volume-spark", Sparkline)
@@ -114,10 +115,11 @@ class DashboardScreen(Screen[None]):
             or "no items in this period", style="dim"))
         self.query_one("#by-source", Static).update(bars(d["volume"]["by_source"]))
         self.query_one("#by-sentiment", Static).update(bars(d["volume"]["by_sentiment"]))
-        response = Text()
+        # Short enough for half of an 80-column screen: "mastodon      6m  ×3".
+        response = Text(no_wrap=True, overflow="ellipsis")
         for source, t in fr["by_source"].items():
-            response.append(f"{one_line(source, 16):<16} {human(t['median_seconds']):>8}  "
-                            f"({t['count']} answered)\n")
+            response.append(f"{one_line(source, 12):<12} {human(t['median_seconds']):>7}  "
+                            f"×{t['count']}\n")
         self.query_one("#response", Static).update(response or Text("no answers yet",
                                                                     style="dim"))
         self.query_one("#escalations", Static).update(bars(d["escalations"]["by_target"]))
