@@ -18,7 +18,8 @@ from .config import Config, Template
 from .sanitize import safe_text
 from .store import Store
 
-__all__ = ["approve", "can_approve", "needs_approval", "reject", "submit"]
+__all__ = ["AlreadyAnswered", "answered_since", "approve", "can_approve", "needs_approval",
+           "reject", "submit"]
 
 
 def _role(config: Config, member_id: str) -> str:
@@ -68,12 +69,38 @@ def _decide(store: Store, approval_id: str, status: str, approver: str) -> dict[
     return row
 
 
+class AlreadyAnswered(ValueError):
+    """Someone answered the post after this answer was submitted: approving would send the
+    customer a second reply. ``force=True`` approves anyway."""
+
+
+def answered_since(store: Store, item_id: str, since: float) -> list[str]:
+    """Answers that went (or are queued) to the post after ``since``, in words."""
+    out = []
+    for event in store.events(item=item_id):
+        if event.ts > since and event.action in ("reply", "route_private"):
+            out.append(f"{event.actor} answered ({event.action.replace('_', ' ')}) at "
+                       f"{time.strftime('%H:%M', time.localtime(event.ts))}")
+    return out
+
+
 def approve(store: Store, config: Config, approval_id: str, approver: str,
-            edited: dict[str, str] | None = None) -> actions.Sent:
-    """Send the answer (as the agent wrote it, or with the approver's ``edited`` texts)."""
+            edited: dict[str, str] | None = None, *, force: bool = False) -> actions.Sent:
+    """Send the answer (as the agent wrote it, or with the approver's ``edited`` texts).
+
+    Raises AlreadyAnswered when the post was answered after the answer was submitted (a
+    teammate, or the approver, got there first), unless ``force``.
+    """
     if not can_approve(config, approver):
         raise ValueError(f"{approver} cannot approve answers (approving roles: "
                          f"{', '.join(config.approver_roles)})")
+    pending = next((r for r in store.approvals(None) if r["id"] == approval_id), None)
+    if pending is not None and pending.get("status") == "awaiting" and not force:
+        earlier = answered_since(store, pending["item"], float(pending.get("created", 0)))
+        if earlier:
+            raise AlreadyAnswered(f"since this answer was submitted, {'; '.join(earlier)}: "
+                                  "approving would send a second answer (reject it, or "
+                                  "approve anyway)")
     row = _decide(store, approval_id, "sending", approver)
     payload = {**row["payload"], **(edited or {})}
     templates = {t.id: t for t in config.templates}

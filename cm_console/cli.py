@@ -126,6 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     reply.add_argument("--template", "-t", metavar="T", help="template id")
     reply.add_argument("--text", help="the reply text instead of (or after editing) a template")
     reply.add_argument("--dry-run", action="store_true", help="print the reply; change nothing")
+    reply.add_argument("--force", action="store_true",
+                       help="answer even if the post was already answered or is claimed")
 
     private = sub.add_parser("route-private",
                              help="acknowledge publicly, continue in a private channel")
@@ -172,6 +174,8 @@ def _parser() -> argparse.ArgumentParser:
     approvals.add_argument("--approve", metavar="ID", help="send this answer")
     approvals.add_argument("--reject", metavar="ID", help="turn this answer down")
     approvals.add_argument("--note", default="", help="why (with --reject)")
+    approvals.add_argument("--force", action="store_true",
+                           help="approve even if the post was answered since")
     approvals.add_argument("--json", action="store_true")
 
     rules = sub.add_parser("rules", help="routing rules: replay them over stored items")
@@ -630,8 +634,13 @@ def cmd_reply(args: argparse.Namespace, config: Config, store: Store, actor: str
     if args.dry_run:
         print(text)
         return EXIT_OK
-    from . import approvals
+    from . import approvals, claims
 
+    # A script has no review screen to show these on: refuse instead of answering twice.
+    earlier = claims.conflicts(store, item.id, actor, 0.0)
+    if earlier and not args.force:
+        raise CliError(f"{item.id}: {'; '.join(earlier)}; nothing sent (--force answers "
+                       "anyway)", EXIT_FAILED)
     if approvals.needs_approval(config, actor, template):
         approval = approvals.submit(store, item.id, actor, "reply",
                                     {"text": text, "template": template.id if template else ""})
@@ -879,8 +888,10 @@ def cmd_approvals(args: argparse.Namespace, config: Config, store: Store, actor:
 
     try:
         if args.approve:
-            sent = approvals.approve(store, config, args.approve, actor)
+            sent = approvals.approve(store, config, args.approve, actor, force=args.force)
             print(f"approved: {sent.item.id} ({sent.mode})")
+            if sent.mode == "clipboard":  # no reply API: a person posts it; here it is
+                print(f"post this at {sent.item.url or 'the post'}:\n{sent.text}")
             return _deliver_now(store, config) if sent.outbox else EXIT_OK
         if args.reject:
             approvals.reject(store, config, args.reject, actor, args.note)

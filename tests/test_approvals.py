@@ -109,3 +109,41 @@ async def test_agent_submits_in_the_tui_and_a_lead_approves_in_another(setup) ->
         await pilot.press("y")
         await pilot.pause()
     assert Store(config.store).get_item(item_id).state == "replied"
+
+
+def test_approving_after_someone_answered_is_refused_unless_forced(setup) -> None:
+    """Found in a team walkthrough: the lead answered the post herself, then approved the
+    agent's waiting answer, and the customer got two replies."""
+    from cm_console.actions import reply
+
+    config, store, item_id = setup
+    approval = approvals.submit(store, item_id, "ann", "reply",
+                                {"text": "Sorry, Zoe!", "template": ""})
+    reply(store, config, item_id, "Thanks Zoe, on it.", "lee")
+    with pytest.raises(approvals.AlreadyAnswered, match="lee answered \\(reply\\)"):
+        approvals.approve(store, config, approval, "lee")
+    assert store.approvals()[0]["status"] == "awaiting"  # still waiting: nothing was sent
+    run = [sys.executable, "-m", "cm_console", "--config", str(config.path), "--as", "lee"]
+    refused = subprocess.run([*run, "approvals", "--approve", approval], capture_output=True,
+                             text=True)
+    assert refused.returncode == 1 and "approving would send a second answer" in refused.stderr
+    forced = subprocess.run([*run, "approvals", "--approve", approval, "--force"],
+                            capture_output=True, text=True)
+    assert forced.returncode == 0, forced.stderr
+    # A feed has no reply API: the approver is given the text to post, not just "(clipboard)".
+    assert "post this at" in forced.stdout and "Sorry, Zoe!" in forced.stdout
+
+
+def test_cli_reply_refuses_a_post_someone_else_answered(setup) -> None:
+    from cm_console.actions import reply
+
+    config, store, item_id = setup
+    reply(store, config, item_id, "Thanks Zoe, on it.", "lee")
+    run = [sys.executable, "-m", "cm_console", "--config", str(config.path), "--as", "ann"]
+    refused = subprocess.run([*run, "reply", item_id, "--text", "Hi Zoe"], capture_output=True,
+                             text=True)
+    assert refused.returncode == 1
+    assert "lee already answered (reply)" in refused.stderr and "nothing sent" in refused.stderr
+    forced = subprocess.run([*run, "reply", item_id, "--text", "Hi Zoe", "--force"],
+                            capture_output=True, text=True)
+    assert forced.returncode == 0, forced.stderr

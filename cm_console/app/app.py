@@ -760,16 +760,29 @@ class CMConsoleApp(App[int]):
         return rows, titles
 
     def decide_approval(self, approval_id: str, *, approve: bool,
-                        edited: dict[str, str] | None = None) -> None:
+                        edited: dict[str, str] | None = None, force: bool = False) -> None:
         if approve:
-            sent = self._approve(approval_id, edited)
+            try:
+                sent = self._approve(approval_id, edited, force)
+            except approvals.AlreadyAnswered as exc:
+                def anyway(choice: str | None) -> None:
+                    if choice == "send":
+                        self.decide_approval(approval_id, approve=True, edited=edited,
+                                             force=True)
+
+                self.push_screen(PickScreen(f"⚠ {exc}", [
+                    ("keep", "Keep it waiting (then reject it with x)"),
+                    ("send", "Approve anyway: send a second answer")]), anyway)
+                return
             if sent is not None:
                 self.notify("Approved: " + ("queued for the platform." if sent.mode == "outbox"
-                                            else "the reply text is on the clipboard to post."
-                                            if sent.mode == "clipboard" else "sent."),
-                            timeout=4)
+                                            else "the text is on the clipboard and the post is "
+                                            "open: paste it there." if sent.mode == "clipboard"
+                                            else "sent."), timeout=6)
                 if sent.mode == "clipboard":
                     self.copy_to_clipboard(sent.text)
+                    if sent.item.url:
+                        self.open_url(sent.item.url)
         else:
             def with_note(note: str | None) -> None:
                 if note is None:
@@ -784,9 +797,13 @@ class CMConsoleApp(App[int]):
             return
         self._refresh_approvals()
 
-    def _approve(self, approval_id: str, edited: dict[str, str] | None) -> Any:
+    def _approve(self, approval_id: str, edited: dict[str, str] | None,
+                 force: bool = False) -> Any:
         try:
-            sent = approvals.approve(self.store, self.config, approval_id, self.actor, edited)
+            sent = approvals.approve(self.store, self.config, approval_id, self.actor, edited,
+                                     force=force)
+        except approvals.AlreadyAnswered:
+            raise
         except (KeyError, ValueError, StoreError) as exc:
             self.notify(str(exc.args[0] if isinstance(exc, KeyError) else exc),
                         severity="error", timeout=6)
