@@ -429,6 +429,15 @@ def cmd_poll(args: argparse.Namespace, config: Config, store: Store, actor: str)
     if args.once or args.due:
         report = asyncio.run(once())
         emit(report)
+        from .sla import mark_breaches
+
+        # As the TUI and the poll loop do: a cron-driven `poll --due` is the only thing
+        # running for some teams, and their breach rules must run too.
+        for item_id in mark_breaches(store, config):
+            if args.json:
+                _json_line({"item": item_id, "sla": "breached"})
+            else:
+                print(f"{item_id}: passed its first-response SLA")
         return EXIT_FAILED if report.errors else EXIT_OK
 
     def cycle(report: CycleReport) -> None:

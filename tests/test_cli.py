@@ -469,3 +469,19 @@ def test_acting_as_someone_outside_the_team_is_pointed_out(polled: Path) -> None
     done = cli("--config", str(polled), "--as", "ann", "mark", item_id, "open")
     assert done.returncode == 0 and done.stderr == ""
     assert cli("--config", str(polled), "--as", "zed", "items").stderr == ""  # reading: quiet
+
+
+def test_poll_once_marks_sla_breaches_for_cron_only_teams(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    """Found in a team walkthrough: only a running TUI marked breaches, so breach rules
+    never ran for a team polling from cron."""
+    url = feed_server.add("/late", rss([{"guid": "l1", "title": "Still waiting",
+                                         "date": NOW - 7200, "html": "<p>Hello?</p>"}]))
+    config = write_config(tmp_path, [("blog", url)], extra=(
+        "rules:\n  - id: late\n    match: {breached: true}\n    set: {priority: urgent}\n"))
+    config.write_text(config.read_text().replace("    url: ", "    sla: 1h\n    url: "))
+    done = cli("--config", str(config), "poll", "--once")
+    assert done.returncode == 0, done.stderr
+    assert "passed its first-response SLA" in done.stdout
+    shown = cli("--config", str(config), "items", "--json").stdout
+    assert json_lines(shown)[0]["priority"] == "urgent"

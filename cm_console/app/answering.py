@@ -123,7 +123,10 @@ class AnsweringMixin:
                            style="bold")
             summary.append(f"{one_line(item.url, 200)}\n\n", style="dim")
             summary.append(actions.outgoing_text(item, "reply", text) + "\n\n")
-            if on_platform:
+            if approvals.needs_approval(self.cm.config, self.cm.actor, template):
+                summary.append("Goes to a lead for approval first: nothing leaves until it is "
+                               "approved.", style="italic")
+            elif on_platform:
                 wait = self.cm.config.undo_window
                 summary.append(f"Posted on {item.source_type} after {wait:.0f}s (u undoes until "
                                "then).", style="italic")
@@ -193,8 +196,12 @@ class AnsweringMixin:
                        else f"an e-mail hand-off to {config.support_email}")
             summary.append(f"Private: {channel}\n", style="bold")
             summary.append(actions.outgoing_text(item, "private", private[1]) + "\n\n")
-            summary.append(f"Leaves after {config.undo_window:.0f}s (u undoes until then).",
-                           style="italic")
+            if approvals.needs_approval(config, self.cm.actor, public[0], private[0]):
+                summary.append("Goes to a lead for approval first: nothing leaves until it "
+                               "is approved.", style="italic")
+            else:
+                summary.append(f"Leaves after {config.undo_window:.0f}s (u undoes until then).",
+                               style="italic")
             choice = await self.app.push_screen_wait(ReviewScreen(summary))
             if choice == "edit":
                 # Back to the text, never to nothing: what was typed survives (esc in the
@@ -259,9 +266,12 @@ class AnsweringMixin:
                 "an escalation needs a reason · esc cancels", placeholder="reason"))
         if reason is None:
             return
-        priority = await self.app.push_screen_wait(PickScreen(
-            "Priority", [("normal", "normal"), ("high", "high"), ("urgent", "urgent"),
-                         ("low", "low (no rush)")]))
+        levels = [("normal", "normal"), ("high", "high"), ("urgent", "urgent"),
+                  ("low", "low (no rush)")]
+        # The item's own priority (a rule may have made it urgent) is the default: enter
+        # must never quietly lower it.
+        levels.sort(key=lambda level: level[0] != item.priority)
+        priority = await self.app.push_screen_wait(PickScreen("Priority", levels))
         if not priority:
             return
         target_name = next((t.name for t in config.escalation_targets if t.id == target),
