@@ -1525,3 +1525,21 @@ async def test_the_dashboard_fits_80_columns_without_breaking_a_figure(env: Env)
         assert "6 items" in text
         assert any("SLA breaches" in line for line in text.splitlines())
         assert "First response (median, ×answered)" in text
+
+
+async def test_priority_and_a_rules_escalation_flag_show(make_env: Callable[..., Env]) -> None:
+    """Found in a team walkthrough: a rule's urgent priority and escalate flag were only in
+    the CLI history, never on screen."""
+    env = make_env(
+        escalation={"targets": [{"id": "pr", "name": "PR desk", "email": ["pr@example.com"]}]},
+        smtp={"host": "127.0.0.1", "port": 1, "from": "cm@example.com"},
+        rules=[{"id": "refunds", "match": {"words": ["refund"]},
+                "set": {"priority": "urgent", "escalate": "pr"}}])
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        assert current(app).title == ORDER[0] and current(app).priority == "urgent"
+        rows = (await rendered(pilot, item_list(app))).splitlines()
+        assert "!! " + ORDER[0] in next(r for r in rows if ORDER[0] in r)
+        shown = await detail(pilot)
+        assert "urgent" in shown and "⚑ escalate to pr" in shown

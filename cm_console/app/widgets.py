@@ -139,6 +139,9 @@ class ItemList(ScrollView, can_focus=True):
         text.append(f"{one_line(item.source, 10):<10.10} ", meta)
         if width >= 70:
             text.append(f"{one_line(item.author, 16):<16.16} ", meta)
+        if item.priority in ("high", "urgent"):  # before the title, where it is never cut
+            text.append("!! " if item.priority == "urgent" else "! ",
+                        "bold red" if item.priority == "urgent" else "bold yellow")
         held = self._claims.get(item.id)
         if held and held.get("actor") != self.me:  # before the title, where it is never cut
             text.append(f"✎{one_line(held.get('actor', ''), 16)} ", "bold yellow")
@@ -307,6 +310,12 @@ def render_item(item: Item, body: str, events: list[Event], thread: list[Item],
     if item.assignee:
         meta.append(f"assigned to {member_names.get(item.assignee, item.assignee)}")
     text.append(" · ".join(meta), style="dim")
+    if item.priority in ("high", "urgent"):
+        text.append(f"  {item.priority}", style="bold red" if item.priority == "urgent"
+                    else "bold yellow")
+    flagged = item.extra.get("escalate_to") if isinstance(item.extra, dict) else None
+    if flagged and item.state != "escalated":  # a rule asked for it; nobody has yet
+        text.append(f"  ⚑ escalate to {one_line(flagged, 30)}", style="bold yellow")
     if item.tags:
         text.append("  " + " ".join(f"#{one_line(t, 30)}" for t in item.tags), style="italic")
     text.append("\n")
