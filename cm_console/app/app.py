@@ -341,7 +341,14 @@ class InboxScreen(AnsweringMixin, Screen[None]):
                         f"{one_line(item.title, 50)}  (u undoes)", timeout=3)
 
     def action_undo(self) -> None:
-        result = self.cm.perform(actions.undo_last)
+        try:
+            result = actions.undo_last(self.cm.store, self.cm.actor)
+        except (KeyError, ValueError, StoreError) as exc:
+            # Why it cannot be undone ("being sent right now") is the only message.
+            self.notify(Text(str(exc.args[0] if isinstance(exc, KeyError) else exc)),
+                        severity="error", timeout=6)
+            return
+        self.cm.refresh_inbox()
         if result is None:
             self.notify("Nothing of yours to undo.", timeout=3)
             return
