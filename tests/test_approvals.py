@@ -147,3 +147,32 @@ def test_cli_reply_refuses_a_post_someone_else_answered(setup) -> None:
     forced = subprocess.run([*run, "reply", item_id, "--text", "Hi Zoe", "--force"],
                             capture_output=True, text=True)
     assert forced.returncode == 0, forced.stderr
+
+
+async def test_the_agents_console_says_when_a_lead_decides(setup) -> None:
+    """Found in a team walkthrough: the agent learned of an approval or a rejection only
+    from the item's history."""
+    import time
+
+    from textual.notifications import Notify
+
+    config, store, item_id = setup
+    agent = make_app(config, store, "ann", poll_on_start=False)
+    toasts: list[str] = []
+
+    def hook(message: object) -> None:
+        if isinstance(message, Notify):
+            toasts.append(str(message.notification.message))
+
+    async with agent.run_test(size=(120, 36), message_hook=hook) as pilot:
+        await pilot.pause()
+        first = approvals.submit(store, item_id, "ann", "reply", {"text": "a", "template": ""})
+        second = approvals.submit(store, item_id, "ann", "reply", {"text": "b", "template": ""})
+        lead_store = Store(config.store)  # another console
+        approvals.reject(lead_store, config, first, "lee", "Mention the FAQ")
+        approvals.approve(lead_store, config, second, "lee", force=True)
+        deadline = time.monotonic() + 10
+        while len(toasts) < 2 and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+    assert any("rejected your answer" in t and "Mention the FAQ" in t for t in toasts), toasts
+    assert any("approved your answer" in t for t in toasts), toasts

@@ -506,6 +506,7 @@ class CMConsoleApp(App[int]):
         self._last_wake = 0.0
         self._reload_pending = False
         self.member_names = {m.id: m.name for m in config.team}
+        self._decisions_seen = time.time()  # approvals decided before I started: old news
 
     def notify(self, message: object, *, title: str = "", severity: Any = "information",
                timeout: float | None = None, markup: bool = False) -> None:
@@ -549,11 +550,34 @@ class CMConsoleApp(App[int]):
             self.notify(str(exc), severity="error", timeout=8)
         if changed:
             self.refresh_inbox()
+            self._tell_decisions()
         if not self.polling and self.poller.due():
             self.poll_sources(only_due=True)
         if not self.delivering and self._outbox_due():
             self.deliver_outbox()
         self.update_status()
+
+    def _tell_decisions(self) -> None:
+        """Tell me when a lead approved or rejected one of my answers (on any console)."""
+        seen = self._decisions_seen
+        for row in self.store.approvals(None):
+            decided = float(row.get("decided") or 0)
+            if row.get("actor") != self.actor or decided <= seen or \
+                    row.get("status") not in ("approved", "rejected"):
+                continue
+            self._decisions_seen = max(self._decisions_seen, decided)
+            item = self.store.get_item(row["item"])
+            title = one_line(item.title, 60) if item else row["item"]
+            who = self.member_names.get(row.get("by", ""), row.get("by", "a lead"))
+            if row["status"] == "approved":
+                self.notify(Text(f"{who} approved your answer on “{title}”: it is sent."),
+                            timeout=6)
+            else:
+                note = next((e.data.get("note", "") for e in reversed(
+                    self.store.events(item=row["item"])) if e.action == "rejected"), "")
+                self.notify(Text(f"{who} rejected your answer on “{title}”"
+                                 + (f": {one_line(note, 120)}" if note else ".")),
+                            severity="warning", timeout=10)
 
     def _outbox_due(self) -> bool:
         now = time.time()
