@@ -60,6 +60,22 @@ def _day(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.localtime(ts))
 
 
+def _every_day(counts: Counter[str]) -> dict[str, int]:
+    """Counts per day from the first to the last, quiet days included as 0: a chart that
+    skips them draws a busy Monday next to a busy Wednesday as if they were adjacent."""
+    if not counts:
+        return {}
+    from datetime import date, timedelta
+
+    first, last = date.fromisoformat(min(counts)), date.fromisoformat(max(counts))
+    out = {}
+    while first <= last:
+        key = first.isoformat()
+        out[key] = counts.get(key, 0)
+        first += timedelta(days=1)
+    return out
+
+
 def build_report(store: Store, config: Config, start: float, end: float,
                  now: float | None = None) -> Report:
     """Figures for items published in ``[start, end)`` and actions taken in that window."""
@@ -156,7 +172,7 @@ def build_report(store: Store, config: Config, start: float, end: float,
         "period": {"from": _iso(start), "to": _iso(end), "generated": _iso(now)},
         "items": len(items),
         "volume": {"by_source": dict(by_source.most_common()),
-                   "by_day": dict(sorted(by_day.items())),
+                   "by_day": _every_day(by_day),
                    "by_tag": dict(by_tag.most_common()),
                    "by_sentiment": dict(by_sentiment.most_common()),
                    "by_state": dict(by_state.most_common())},
