@@ -380,7 +380,7 @@ def digest_text(store: Store, config: Config, now: float | None = None) -> str:
         + (f" (oldest {human(now - oldest)} old)" if oldest else ""),
         f"First response: median {human(d['first_response']['median_seconds'])}, "
         f"p90 {human(d['first_response']['p90_seconds'])}",
-        f"SLA breaches: {d['sla']['breaches']}",
+        f"SLA breaches among the last 24 hours' posts: {d['sla']['breaches']}",
     ]
     lines += [f"  - {one_line(b['title'], 70)} ({b['source']}, waited "
               f"{human(b['waited_seconds'])})" for b in d["sla"]["items"][:5]]
