@@ -16,11 +16,19 @@ __all__ = ["CLAIM_SECONDS", "claim", "conflicts", "release"]
 CLAIM_SECONDS = 300.0
 
 
-def claim(store: Store, item_id: str, actor: str, seconds: float = CLAIM_SECONDS) -> None:
-    """Tell the team "I'm replying to this" for a few minutes (expires by itself)."""
+def claim(store: Store, item_id: str, actor: str, seconds: float = CLAIM_SECONDS) -> bool:
+    """Tell the team "I'm replying to this" for a few minutes (expires by itself).
+
+    A teammate's live claim is left in place (False): replacing it made the first writer
+    vanish from everyone's screen, and sending then dropped the claim for both.
+    """
     now = time.time()
     with store.transaction() as tx:
+        held = store.claims().get(item_id)
+        if held is not None and held.get("actor") != actor and held.get("until", 0) > now:
+            return False
         tx.put("claims", item_id, {"actor": actor, "since": now, "until": now + seconds})
+    return True
 
 
 def release(store: Store, item_id: str, actor: str) -> None:

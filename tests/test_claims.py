@@ -53,3 +53,17 @@ def test_stale_reply_warning_fires_when_someone_answered_meanwhile(tmp_path,
     mine.refresh()
     (warning,) = claims.conflicts(mine, item, "bob", opened)
     assert warning.startswith("carol already answered (reply)")
+
+
+def test_a_second_writer_does_not_take_over_a_live_claim(tmp_path) -> None:
+    """Found in a team walkthrough: bob's claim replaced alice's, and when bob sent, the
+    claim was dropped for both: alice's ongoing edit vanished from everyone's screen."""
+    store = Store(tmp_path / "s.json")
+    item = seed(store)
+    assert claims.claim(store, item, "alice") is True
+    assert claims.claim(store, item, "bob") is False  # alice keeps it
+    assert store.claims()[item]["actor"] == "alice"
+    claims.release(store, item, "bob")  # bob sends or gives up
+    assert store.claims()[item]["actor"] == "alice"
+    assert claims.conflicts(store, item, "bob", 0.0) == ["alice is replying to this right now"]
+    assert claims.claim(store, item, "alice") is True  # renewing my own claim works
