@@ -749,6 +749,11 @@ def cmd_outbox(args: argparse.Namespace, config: Config, store: Store, actor: st
 def cmd_log(args: argparse.Namespace, config: Config, store: Store, actor: str) -> int:
     item_id = _find(store, args.item).id if args.item else None
     events = store.events(item=item_id, limit=args.limit or None)
+    if args.limit and len(events) == args.limit:
+        total = len(store.events(item=item_id))
+        if total > args.limit:
+            print(f"(the newest {args.limit} of {total} entries; --limit 0 shows all)",
+                  file=sys.stderr)
     for event in events:
         if args.json:
             _json_line({"id": event.id, "ts": event.ts, "actor": event.actor,

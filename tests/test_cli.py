@@ -485,3 +485,13 @@ def test_poll_once_marks_sla_breaches_for_cron_only_teams(
     assert "passed its first-response SLA" in done.stdout
     shown = cli("--config", str(config), "items", "--json").stdout
     assert json_lines(shown)[0]["priority"] == "urgent"
+
+
+def test_log_says_when_it_shows_only_the_newest(polled: Path) -> None:
+    item_id = cli("--config", str(polled), "items").stdout.split("\t")[0]
+    for state in ("open", "done", "open"):
+        assert cli("--config", str(polled), "mark", item_id, state).returncode == 0
+    done = cli("--config", str(polled), "log", "--limit", "2")
+    assert len(done.stdout.splitlines()) == 2
+    assert "(the newest 2 of 3 entries; --limit 0 shows all)" in done.stderr
+    assert cli("--config", str(polled), "log", "--limit", "0").stderr == ""
