@@ -426,28 +426,29 @@ def cmd_poll(args: argparse.Namespace, config: Config, store: Store, actor: str)
                 return await poller.poll(only_due=args.due, source_ids=args.source,
                                          on_progress=on_progress)
 
-    if args.once or args.due:
-        report = asyncio.run(once())
-        emit(report)
+    def breaches() -> None:
         from .sla import mark_breaches
 
-        # As the TUI and the poll loop do: a cron-driven `poll --due` is the only thing
-        # running for some teams, and their breach rules must run too.
         for item_id in mark_breaches(store, config):
             if args.json:
                 _json_line({"item": item_id, "sla": "breached"})
             else:
                 print(f"{item_id}: passed its first-response SLA")
+
+    if args.once or args.due:
+        report = asyncio.run(once())
+        emit(report)
+        # As the TUI and the poll loop do: a cron-driven `poll --due` is the only thing
+        # running for some teams, and their breach rules must run too.
+        breaches()
         return EXIT_FAILED if report.errors else EXIT_OK
 
     def cycle(report: CycleReport) -> None:
         if report.results:
             emit(report)
         from .delivery import deliver_due
-        from .sla import mark_breaches
 
-        for item_id in mark_breaches(store, config):  # breach rules run between polls
-            print(f"{item_id}: passed its first-response SLA")
+        breaches()  # breach rules run between polls
         from .delivery import prune
 
         prune(store)  # delivered/cancelled entries older than 30 days leave the queue

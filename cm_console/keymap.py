@@ -55,15 +55,6 @@ KEYS: tuple[KeySpec, ...] = (
 
 BINDING_IDS: tuple[str, ...] = tuple(k.id for k in KEYS)
 
-# Key names a binding may use besides a single printable character, as Textual spells them.
-_NAMED_KEYS = frozenset(
-    "up down left right home end pageup pagedown enter escape tab space backspace delete "
-    "insert slash backslash question_mark exclamation_mark at number_sign dollar_sign "
-    "percent_sign circumflex_accent ampersand asterisk left_parenthesis right_parenthesis "
-    "minus plus equals_sign underscore left_square_bracket right_square_bracket "
-    "left_curly_bracket right_curly_bracket vertical_line semicolon colon apostrophe "
-    "quotation_mark comma full_stop less_than_sign greater_than_sign grave_accent tilde"
-    .split()) | frozenset(f"f{n}" for n in range(1, 25))
 _MODIFIERS = ("ctrl", "shift", "alt", "meta", "super", "hyper")
 
 
@@ -75,6 +66,15 @@ _CHAR_NAMES = {"?": "question_mark", "/": "slash", "\\": "backslash", "!": "excl
                ":": "colon", "'": "apostrophe", '"': "quotation_mark", ",": "comma",
                ".": "full_stop", "<": "less_than_sign", ">": "greater_than_sign",
                "`": "grave_accent", "~": "tilde", " ": "space"}
+
+# Key names a binding may use besides a single printable character (and, through
+# _unicode_name, any character's Unicode name): the keys without a character, and Textual's
+# spelling of the punctuation above.
+_NAMED_KEYS = frozenset(
+    "up down left right home end pageup pagedown enter escape tab backspace delete insert "
+    "left_square_bracket right_square_bracket left_curly_bracket right_curly_bracket "
+    "vertical_line left_parenthesis right_parenthesis".split()
+) | frozenset(_CHAR_NAMES.values()) | frozenset(f"f{n}" for n in range(1, 25))
 
 
 def _same_key(key: str) -> str:
